@@ -1,0 +1,71 @@
+"""`python -m app [serve|token USER|create-resources]`."""
+
+import argparse
+import logging
+import sys
+
+from pydantic import SecretStr
+
+from app.auth import issue_token
+from app.config import DEV_JWT_SECRET, Settings
+from app.storage.clients import AwsClients
+from app.storage.resources import ensure_resources
+
+DEMO_USER = "demo"
+
+
+def _with_dev_secret(settings: Settings) -> Settings:
+    if settings.jwt_secret is not None:
+        return settings
+    print("! IMAGES_JWT_SECRET is not set: using the development secret", file=sys.stderr)
+    return settings.model_copy(update={"jwt_secret": SecretStr(DEV_JWT_SECRET)})
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn  # noqa: PLC0415 - only `serve` needs the server
+
+    from app.main import create_app  # noqa: PLC0415
+
+    settings = _with_dev_secret(settings)
+    if not settings.uses_custom_endpoints:
+        from app.local import start_embedded_aws  # noqa: PLC0415
+
+        settings = start_embedded_aws(settings)
+        print(f"Embedded AWS emulator (moto): {settings.aws_endpoint_url}")
+    clients = AwsClients(settings)
+    ensure_resources(clients, settings)
+    base = f"http://{settings.host}:{settings.port}"
+    token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600)
+    print(
+        f"Image service: {base}  (OpenAPI: {base}/docs)\n"
+        f"S3: {settings.s3_endpoint}  DynamoDB: {settings.dynamodb_endpoint}\n"
+        f"Token for user '{DEMO_USER}' (7 days):\n  export TOKEN={token}\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/images',
+        flush=True,
+    )
+    uvicorn.run(create_app(settings, clients), host=settings.host, port=settings.port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (embedded emulator unless AWS_ENDPOINT_URL)")
+    token = commands.add_parser("token", help="print a bearer token for USER")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    commands.add_parser("create-resources", help="create bucket and table; safe to repeat")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    settings = Settings()
+    if args.command == "token":
+        print(issue_token(_with_dev_secret(settings), args.user, args.ttl))
+    elif args.command == "create-resources":
+        ensure_resources(AwsClients(settings), settings)
+        print(f"bucket {settings.bucket} and table {settings.table} are ready")
+    else:
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The image API: thin routes over ImageService. Every route needs a bearer token."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+
+from app.auth import UserId
+from app.models import (
+    CreateImageRequest,
+    CreateImageResponse,
+    DownloadLink,
+    Image,
+    ImageId,
+    ImageList,
+    ListQuery,
+)
+from app.service import ImageService
+
+
+def _service(request: Request) -> ImageService:
+    service: ImageService = request.app.state.service
+    return service
+
+
+Service = Annotated[ImageService, Depends(_service)]
+PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing, invalid or expired bearer token"},
+    503: {"description": "Storage is busy or unreachable; retry after Retry-After"},
+}
+_MISSING: dict[int | str, dict[str, str]] = {404: {"description": "No such image (or not yours)"}}
+
+router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={413: {"description": "Too large"}})
+def create_image(body: CreateImageRequest, user: UserId, service: Service) -> CreateImageResponse:
+    """Register an image and get a presigned PUT URL to upload its bytes to."""
+    return service.create(user, body)
+
+
+@router.post(
+    "/{image_id}/confirm",
+    responses={
+        **_MISSING,
+        409: {"description": "Nothing uploaded yet"},
+        422: {"description": "The uploaded bytes are not the declared image"},
+    },
+)
+def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:
+    """Verify the uploaded bytes and make the image ready; safe to repeat."""
+    return service.confirm(user, image_id)
+
+
+@router.get("/{image_id}", responses=_MISSING)
+def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
+    """Return one image's metadata."""
+    return service.get(user, image_id)
+
+
+@router.get(
+    "/{image_id}/download",
+    response_model=DownloadLink,
+    responses={
+        **_MISSING,
+        307: {"description": "Redirect to the presigned URL"},
+        409: {"description": "Not confirmed yet"},
+    },
+)
+def download_image(
+    image_id: PathId,
+    user: UserId,
+    service: Service,
+    redirect: Annotated[bool, Query(description="Answer 307 to the URL instead of JSON")] = False,
+) -> DownloadLink | RedirectResponse:
+    """Return a short-lived presigned GET URL for the image's bytes."""
+    link = service.download(user, image_id)
+    if redirect:
+        return RedirectResponse(link.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return link
+
+
+@router.get("")
+def list_images(query: Annotated[ListQuery, Query()], user: UserId, service: Service) -> ImageList:
+    """List your images, newest first, one page at a time (follow `next_cursor`)."""
+    return service.list(user, query)
+
+
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_image(image_id: PathId, user: UserId, service: Service) -> Response:
+    """Delete an image's bytes and record; 204 whether or not it existed."""
+    service.delete(user, image_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,73 @@
+"""Who is calling: the `sub` of a verified HS256 bearer token, and nothing else."""
+
+import time
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.config import Settings
+from app.errors import Unauthorized
+
+ALGORITHM = "HS256"
+MAX_SUBJECT_LENGTH = 256
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        if settings.jwt_secret is None:
+            # Fail closed: an API that started without a secret would accept nothing
+            # today and, after a careless default, everything tomorrow.
+            raise RuntimeError("IMAGES_JWT_SECRET must be set (make run sets a dev secret)")
+        self._secret = settings.jwt_secret.get_secret_value()
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def subject(self, token: str) -> str:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                # A fixed list: the token's own `alg` header never chooses, so `none`
+                # and RS/HS confusion are refused.
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("Invalid or expired token") from exc
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+            raise Unauthorized("Invalid or expired token")
+        return subject
+
+
+def issue_token(settings: Settings, subject: str, ttl_seconds: int) -> str:
+    """A token this service accepts; for `python -m app token` and tests."""
+    if settings.jwt_secret is None:
+        raise RuntimeError("IMAGES_JWT_SECRET is not set")
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+_bearer = HTTPBearer(auto_error=False, description="HS256 JWT; the owner is its `sub`")
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None:
+        raise Unauthorized("Missing bearer token")
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.subject(credentials.credentials)
+
+
+UserId = Annotated[str, Depends(current_user)]

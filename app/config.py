@@ -1,0 +1,84 @@
+"""Configuration: one Settings object, read from the environment, passed explicitly."""
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+# Used only when no IMAGES_JWT_SECRET is configured, and only by `make run`
+# (see app.__main__): the API itself refuses to start without a secret.
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
+
+Seconds = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Env prefix `IMAGES_`, plus boto3's standard
+    `AWS_ENDPOINT_URL*` variables so LocalStack, moto and real AWS work unchanged."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGES_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    bucket: str = "images"
+    table: str = "images"
+    region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("IMAGES_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+
+    # Identity.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Signs list cursors; defaults to a key derived from the JWT secret.
+    cursor_secret: SecretStr | None = None
+
+    # Limits.
+    max_upload_bytes: int = Field(default=20 * MiB, ge=1, le=5 * 1024 * MiB)
+    upload_url_ttl_seconds: int = Field(default=15 * 60, ge=60, le=3600)
+    download_url_ttl_seconds: int = Field(default=5 * 60, ge=1, le=7 * 24 * 3600)
+    # How long an unconfirmed upload is kept before DynamoDB's TTL reaps it.
+    pending_ttl_seconds: Seconds = 24 * 3600
+    # Most items one list request may read from DynamoDB while filling a page.
+    list_read_budget: int = Field(default=1000, ge=101, le=10_000)
+    # Bytes read from the start of an object to verify its type and dimensions.
+    verify_prefix_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    s3_public_endpoint_url: str | None = None
+    # Origins allowed by the bucket's CORS rule, so a browser page can PUT and GET.
+    cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
+
+    # boto3's own variables, read here so the app can reason about them (embedded
+    # emulator or not, which endpoint presigned URLs name). boto3 would honor them
+    # by itself too; we pass them explicitly so a test's Settings wins over the env.
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL")
+    )
+    aws_endpoint_url_s3: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3")
+    )
+    aws_endpoint_url_dynamodb: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_DYNAMODB")
+    )
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_s3 or self.aws_endpoint_url
+
+    @property
+    def dynamodb_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_dynamodb or self.aws_endpoint_url
+
+    @property
+    def presign_endpoint(self) -> str | None:
+        return self.s3_public_endpoint_url or self.s3_endpoint
+
+    @property
+    def uses_custom_endpoints(self) -> bool:
+        return bool(self.s3_endpoint or self.dynamodb_endpoint)

@@ -1,0 +1,71 @@
+"""Domain errors and the one place that turns them (and everything else) into HTTP."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports on purpose; `status` is its HTTP code."""
+
+    status = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class InvalidImage(ServiceError):
+    status = 422
+
+
+class TooLarge(ServiceError):
+    status = 413
+
+
+class BadCursor(ServiceError):
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only class constant
+
+
+class Unavailable(ServiceError):
+    """AWS throttled us or could not be reached; the client should retry later."""
+
+    status = 503
+    headers = {"Retry-After": "1"}  # noqa: RUF012 - read-only class constant
+
+
+def image_not_found() -> NotFound:
+    # One message for "missing" and "someone else's": the two must be indistinguishable.
+    return NotFound("Image not found")
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)  # noqa: S101 - registered for ServiceError only
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Exception, _unexpected)

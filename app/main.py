@@ -1,0 +1,55 @@
+"""The application factory: `uvicorn app.main:create_app --factory`, and the Lambda."""
+
+import hashlib
+import hmac
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from app import api
+from app.auth import TokenVerifier
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.pagination import CursorCodec
+from app.service import ImageService
+from app.storage.clients import AwsClients
+from app.storage.images import ImageStore
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+def _cursor_secret(settings: Settings) -> bytes:
+    if settings.cursor_secret is not None:
+        return settings.cursor_secret.get_secret_value().encode()
+    # Derived, not reused: a cursor MAC must never double as a valid token signature.
+    assert settings.jwt_secret is not None  # noqa: S101 - TokenVerifier checked it
+    return hmac.new(
+        settings.jwt_secret.get_secret_value().encode(), b"images/list-cursor", hashlib.sha256
+    ).digest()
+
+
+def create_app(settings: Settings | None = None, clients: AwsClients | None = None) -> FastAPI:
+    """Build the app. AWS clients are created lazily, on first use, and then shared."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Image service",
+        version="0.1.0",
+        summary="Upload, list, download and delete images through presigned S3 URLs.",
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    app.state.clients = clients = clients or AwsClients(settings)
+    app.state.service = ImageService(
+        ImageStore(clients, settings), settings, CursorCodec(_cursor_secret(settings))
+    )
+    install_error_handlers(app)
+    app.include_router(api.router)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> Health:
+        """Liveness: the process is up and serving."""
+        return Health()
+
+    return app

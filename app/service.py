@@ -1,0 +1,160 @@
+"""The rules of the image API: ownership, limits, verification and the order of writes."""
+
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from app.config import Settings
+from app.errors import Conflict, InvalidImage, TooLarge, image_not_found
+from app.imaging import inspect_image
+from app.models import (
+    CreateImageRequest,
+    CreateImageResponse,
+    DownloadLink,
+    Image,
+    ImageList,
+    ImageRecord,
+    ListQuery,
+    UploadInstructions,
+    format_timestamp,
+)
+from app.pagination import CursorCodec
+from app.storage.images import ImageStore, ListFilter
+
+# How long a half-finished delete's marker lives before DynamoDB's TTL reaps it.
+DELETE_MARKER_TTL = timedelta(hours=1)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the exact name per RFC 6266 / RFC 5987.
+
+    The fallback drops what could break the header or a path (quotes, backslashes,
+    separators, control and non-ASCII characters); `filename*` carries every character.
+    """
+    fallback = "".join(
+        char if " " <= char <= "~" and char not in '"\\/;%' else "_" for char in filename
+    )
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+class ImageService:
+    def __init__(
+        self,
+        store: ImageStore,
+        settings: Settings,
+        cursors: CursorCodec,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._cursors = cursors
+        self._clock = clock
+
+    def _owned(self, user_id: str, image_id: str) -> ImageRecord:
+        record = self._store.get(image_id)
+        # Someone else's image, one being deleted, and no image at all look the same.
+        if record is None or record.user_id != user_id or record.status == "deleting":
+            raise image_not_found()
+        return record
+
+    def create(self, user_id: str, request: CreateImageRequest) -> CreateImageResponse:
+        if request.size > self._settings.max_upload_bytes:
+            raise TooLarge(
+                f"size {request.size} exceeds the limit of {self._settings.max_upload_bytes} bytes"
+            )
+        now = self._clock()
+        record = ImageRecord(
+            id=uuid.uuid4().hex,
+            user_id=user_id,
+            filename=request.filename,
+            content_type=request.content_type,
+            size=request.size,
+            status="pending",
+            created_at=format_timestamp(now),
+            title=request.title,
+            description=request.description,
+            tags=request.tags,
+        )
+        pending_until = now + timedelta(seconds=self._settings.pending_ttl_seconds)
+        self._store.put_pending(record, expires_at=int(pending_until.timestamp()))
+        ttl = self._settings.upload_url_ttl_seconds
+        url = self._store.presign_put(record.id, record.content_type, record.size, ttl)
+        return CreateImageResponse(
+            image=record.public(),
+            upload=UploadInstructions(
+                url=url,
+                headers={"Content-Type": record.content_type, "Content-Length": str(record.size)},
+                expires_at=now + timedelta(seconds=ttl),
+            ),
+        )
+
+    def confirm(self, user_id: str, image_id: str) -> Image:
+        record = self._owned(user_id, image_id)
+        if record.status == "ready":
+            return record.public()
+        head = self._store.read_head(image_id, self._settings.verify_prefix_bytes)
+        if head is None:
+            raise Conflict("Nothing uploaded yet: PUT the bytes to the upload URL, then confirm")
+        try:
+            if head.total_size != record.size:
+                raise InvalidImage(f"Uploaded {head.total_size} bytes but declared {record.size}")
+            if head.content_type and head.content_type != record.content_type:
+                raise InvalidImage(
+                    f"Uploaded as {head.content_type} but declared {record.content_type}"
+                )
+            dims = inspect_image(head.data, record.content_type, head.total_size)
+        except InvalidImage:
+            # Bad bytes never stay in the bucket. The record stays pending, so the client
+            # may PUT again while its URL is valid; otherwise the TTL reaps it.
+            self._store.delete_object(image_id)
+            raise
+        uploaded_at = format_timestamp(self._clock())
+        return self._store.mark_ready(
+            image_id, user_id, uploaded_at, dims.width, dims.height
+        ).public()
+
+    def get(self, user_id: str, image_id: str) -> Image:
+        return self._owned(user_id, image_id).public()
+
+    def download(self, user_id: str, image_id: str) -> DownloadLink:
+        record = self._owned(user_id, image_id)
+        if record.status != "ready":
+            raise Conflict("The image is not confirmed yet")
+        ttl = self._settings.download_url_ttl_seconds
+        url = self._store.presign_get(image_id, content_disposition(record.filename), ttl)
+        return DownloadLink(url=url, expires_at=self._clock() + timedelta(seconds=ttl))
+
+    def list(self, user_id: str, query: ListQuery) -> ImageList:
+        where = ListFilter(
+            status=query.status,
+            content_type=query.content_type,
+            tag=query.tag,
+            created_from=format_timestamp(query.created_after) if query.created_after else None,
+            created_to=format_timestamp(query.created_before) if query.created_before else None,
+        )
+        start = self._cursors.decode(query.cursor, user_id, where) if query.cursor else None
+        records, position = self._store.query(
+            user_id, where, query.limit, start, self._settings.list_read_budget
+        )
+        return ImageList(
+            items=[record.public() for record in records],
+            next_cursor=self._cursors.encode(user_id, where, position) if position else None,
+        )
+
+    def delete(self, user_id: str, image_id: str) -> None:
+        """Hide, then remove bytes, then remove the record: a crash at any step leaves a
+        hidden record that a retried DELETE (or the TTL) finishes; never a listed image
+        without bytes, never bytes without a record that points at them."""
+        marker_ttl = int((self._clock() + DELETE_MARKER_TTL).timestamp())
+        if not self._store.mark_deleting(image_id, user_id, marker_ttl):
+            return
+        self._store.delete_object(image_id)
+        self._store.delete_record(image_id, user_id)

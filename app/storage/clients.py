@@ -1,0 +1,118 @@
+"""boto3 clients, built once and shared, and the translation of AWS failures."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.config import Settings
+from app.errors import Unavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+# Codes that mean "AWS is busy or briefly broken": the caller should retry later (503).
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "TransactionConflictException",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def aws_call() -> Iterator[None]:
+    """Turn whatever botocore raises into a domain error; callers catch the codes they
+    expect (conditional check failures, missing keys) before this sees them."""
+    try:
+        yield
+    except ClientError as exc:
+        code = error_code(exc)
+        detail = "Storage is busy, retry shortly" if code in TRANSIENT_CODES else "Storage failed"
+        raise Unavailable(f"{detail} ({code})") from exc
+    except BotoCoreError as exc:  # timeouts, refused connections, exhausted retries
+        raise Unavailable("Storage is unreachable, retry shortly") from exc
+
+
+def _config(settings: Settings, endpoint: str | None) -> Config:
+    return Config(
+        region_name=settings.region,
+        signature_version="s3v4",
+        # Standard mode retries throttling with backoff; bounded timeouts keep a request
+        # from hanging for botocore's default 60 s while API Gateway gives up at 30 s.
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=64,
+        tcp_keepalive=True,
+        # Emulators (moto, LocalStack) answer on one host name: virtual-hosted bucket
+        # names like images.127.0.0.1 would not resolve.
+        s3={"addressing_style": "path" if endpoint else "auto"},
+    )
+
+
+class AwsClients:
+    """One boto3 Session and its clients for the process, created on first use.
+
+    Nothing is built at import time or per request: a Session costs ~170 ms and a client
+    ~6 ms, which a Lambda cold start or a request would otherwise pay again and again.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+        self._built: dict[str, Any] = {}
+
+    def _client(self, name: str, service: str, endpoint: str | None) -> Any:
+        client = self._built.get(name)
+        if client is None:
+            # The threadpool serves requests concurrently: without the lock two first
+            # requests would each build a Session and clients.
+            with self._lock:
+                client = self._built.get(name)
+                if client is None:
+                    if self._session is None:
+                        self._session = boto3.session.Session(region_name=self._settings.region)
+                    client = self._session.client(  # type: ignore[call-overload]
+                        service, endpoint_url=endpoint, config=_config(self._settings, endpoint)
+                    )
+                    self._built[name] = client
+        return client
+
+    @property
+    def s3(self) -> "S3Client":
+        return cast("S3Client", self._client("s3", "s3", self._settings.s3_endpoint))
+
+    @property
+    def s3_presign(self) -> "S3Client":
+        """Signs URLs for the caller's network: the host is part of the signature, so it
+        must be the public endpoint (e.g. localhost:4566), not the one the server uses."""
+        endpoint = self._settings.presign_endpoint
+        if endpoint == self._settings.s3_endpoint:
+            return self.s3
+        return cast("S3Client", self._client("s3_presign", "s3", endpoint))
+
+    @property
+    def dynamodb(self) -> "DynamoDBClient":
+        endpoint = self._settings.dynamodb_endpoint
+        return cast("DynamoDBClient", self._client("dynamodb", "dynamodb", endpoint))
+
+    def warm(self) -> None:
+        """Build every client now rather than on the first request."""
+        _ = self.s3, self.s3_presign, self.dynamodb

@@ -1,0 +1,114 @@
+"""The bucket and table, defined once. `make run`, the tests, `create_resource.sh` and
+the SAM template check all use these definitions, so local and cloud cannot drift."""
+
+import logging
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from app.config import Settings
+from app.storage.clients import AwsClients, aws_call, error_code
+
+log = logging.getLogger(__name__)
+
+GSI_NAME = "user_id-created_at"
+TTL_ATTRIBUTE = "expires_at"
+
+
+def table_definition(settings: Settings) -> dict[str, Any]:
+    """CreateTable arguments: key `image_id`, listing through the owner/time GSI."""
+    return {
+        "TableName": settings.table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "image_id", "AttributeType": "S"},
+            {"AttributeName": "user_id", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "image_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": GSI_NAME,
+                "KeySchema": [
+                    {"AttributeName": "user_id", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                # ALL: a list page is served by the Query alone, with no GetItem per row.
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
+def bucket_cors(settings: Settings) -> dict[str, Any]:
+    return {
+        "CORSRules": [
+            {
+                "AllowedOrigins": list(settings.cors_origins),
+                "AllowedMethods": ["GET", "PUT", "HEAD"],
+                "AllowedHeaders": ["content-type", "content-length"],
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 3600,
+            }
+        ]
+    }
+
+
+def _ensure_table(clients: AwsClients, settings: Settings) -> None:
+    ddb = clients.dynamodb
+    try:
+        ddb.create_table(**table_definition(settings))
+        log.info("created table %s", settings.table)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise
+    # Real DynamoDB and LocalStack take seconds to make a table ACTIVE; writes fail before.
+    ddb.get_waiter("table_exists").wait(
+        TableName=settings.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    ttl = ddb.describe_time_to_live(TableName=settings.table)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        ddb.update_time_to_live(
+            TableName=settings.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+
+
+def _ensure_bucket(clients: AwsClients, settings: Settings) -> None:
+    s3 = clients.s3
+    try:
+        if settings.region == "us-east-1":
+            # us-east-1 rejects an explicit LocationConstraint naming itself.
+            s3.create_bucket(Bucket=settings.bucket)
+        else:
+            s3.create_bucket(
+                Bucket=settings.bucket,
+                CreateBucketConfiguration={"LocationConstraint": settings.region},  # type: ignore[typeddict-item]
+            )
+        log.info("created bucket %s", settings.bucket)
+    except ClientError as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(
+        Bucket=settings.bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=settings.bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_bucket_cors(Bucket=settings.bucket, CORSConfiguration=bucket_cors(settings))  # type: ignore[arg-type]
+
+
+def ensure_resources(clients: AwsClients, settings: Settings) -> None:
+    """Create the bucket and table if missing and (re)apply their settings; safe to repeat."""
+    with aws_call():
+        _ensure_table(clients, settings)
+        _ensure_bucket(clients, settings)
