@@ -19,7 +19,12 @@ class Settings(BaseSettings):
     `AWS_ENDPOINT_URL*` variables so LocalStack, moto and real AWS work unchanged."""
 
     model_config = SettingsConfigDict(
-        env_prefix="IMAGES_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="IMAGES_",
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        # A rejected secret must not end up in a log line.
+        hide_input_in_errors=True,
     )
 
     bucket: str = "images"
@@ -30,11 +35,12 @@ class Settings(BaseSettings):
     )
 
     # Identity.
-    jwt_secret: SecretStr | None = None
+    # HS256 with a short key is brute-forceable offline from any one token (RFC 7518 3.2).
+    jwt_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     # Signs list cursors; defaults to a key derived from the JWT secret.
-    cursor_secret: SecretStr | None = None
+    cursor_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
 
     # Limits.
     max_upload_bytes: int = Field(default=20 * MiB, ge=1, le=5 * 1024 * MiB)

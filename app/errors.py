@@ -1,8 +1,11 @@
 """Domain errors and the one place that turns them (and everything else) into HTTP."""
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,24 @@ def image_not_found() -> NotFound:
     return NotFound("Image not found")
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that survives any input: lone surrogates a client sent are escaped, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    # FastAPI's default echoes each bad `input` back: a megabyte body would be returned
+    # whole. Where, what and why is enough.
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return SafeJSONResponse({"detail": errors}, status_code=422)
+
+
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)  # noqa: S101 - registered for ServiceError only
     return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
@@ -67,5 +88,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(Exception, _unexpected)

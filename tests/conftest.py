@@ -1,0 +1,160 @@
+"""Fixtures: fresh in-process moto state per test, an app built from test settings,
+two users, and a counter of AWS round trips."""
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from moto import mock_aws
+
+from app.auth import issue_token
+from app.config import Settings
+from app.main import create_app
+from app.storage.clients import AwsClients
+from app.storage.images import object_key
+from app.storage.resources import ensure_resources
+from tests.imagefiles import make_image
+
+SECRET = "test-secret-" + "0123456789abcdef" * 4
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never let a developer's real credentials or endpoints leak into a test.
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(jwt_secret=SECRET, max_upload_bytes=1024 * 1024)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def app(aws: None, settings: Settings) -> FastAPI:
+    application = create_app(settings)
+    ensure_resources(application.state.clients, settings)
+    return application
+
+
+@pytest.fixture
+def clients(app: FastAPI) -> AwsClients:
+    aws_clients: AwsClients = app.state.clients
+    return aws_clients
+
+
+@pytest.fixture
+def client(app: FastAPI) -> TestClient:
+    return TestClient(app)
+
+
+def bearer(settings: Settings, user: str, ttl: int = 3600) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings, user, ttl)}"}
+
+
+@pytest.fixture
+def alice(settings: Settings) -> dict[str, str]:
+    return bearer(settings, "alice")
+
+
+@pytest.fixture
+def bob(settings: Settings) -> dict[str, str]:
+    return bearer(settings, "bob")
+
+
+def new_image(
+    content_type: str = "image/png", data: bytes | None = None, **fields: Any
+) -> dict[str, Any]:
+    body = data if data is not None else make_image(content_type)
+    return {"filename": "photo.img", "content_type": content_type, "size": len(body), **fields}
+
+
+Uploader = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def create(client: TestClient) -> Uploader:
+    """POST /images and return the created Image."""
+
+    def _create(
+        headers: dict[str, str],
+        content_type: str = "image/png",
+        data: bytes | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        response = client.post(
+            "/images", json=new_image(content_type, data, **fields), headers=headers
+        )
+        assert response.status_code == 201, response.text
+        image: dict[str, Any] = response.json()["image"]
+        return image
+
+    return _create
+
+
+@pytest.fixture
+def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, str], None]:
+    """What the client's presigned PUT does, written straight to (mocked) S3."""
+
+    def _put(image_id: str, data: bytes, content_type: str = "image/png") -> None:
+        clients.s3.put_object(
+            Bucket=settings.bucket, Key=object_key(image_id), Body=data, ContentType=content_type
+        )
+
+    return _put
+
+
+@pytest.fixture
+def upload(
+    client: TestClient, create: Uploader, put_bytes: Callable[[str, bytes, str], None]
+) -> Uploader:
+    """Create, put real bytes, confirm: a ready image."""
+
+    def _upload(
+        headers: dict[str, str],
+        content_type: str = "image/png",
+        data: bytes | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        body = data if data is not None else make_image(content_type)
+        image = create(headers, content_type, body, **fields)
+        put_bytes(image["id"], body, content_type)
+        response = client.post(f"/images/{image['id']}/confirm", headers=headers)
+        assert response.status_code == 200, response.text
+        confirmed: dict[str, Any] = response.json()
+        return confirmed
+
+    return _upload
+
+
+@pytest.fixture
+def aws_calls(clients: AwsClients) -> Counter[str]:
+    """Every AWS API call the app makes from now on, as 'service.Operation' counts."""
+    calls: Counter[str] = Counter()
+
+    def record(event_name: str, **_: Any) -> None:
+        calls[event_name.removeprefix("before-call.")] += 1
+
+    for aws_client in {
+        id(c): c for c in (clients.s3, clients.s3_presign, clients.dynamodb)
+    }.values():
+        aws_client.meta.events.register("before-call", record)
+    return calls

@@ -1,0 +1,173 @@
+"""POST /images/{id}/confirm: presence, size, real image bytes, idempotency."""
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.storage.clients import AwsClients
+from app.storage.images import object_key
+from tests.conftest import Uploader
+from tests.imagefiles import make_image
+
+PutBytes = Callable[[str, bytes, str], None]
+
+
+def _object_exists(clients: AwsClients, settings: Settings, image_id: str) -> bool:
+    found = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
+    return found.get("KeyCount", 0) > 0
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/gif", "image/webp"])
+def test_confirm_makes_image_ready_with_dimensions(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    content_type: str,
+) -> None:
+    data = make_image(content_type, width=41, height=17)
+    image = create(alice, content_type, data)
+    put_bytes(image["id"], data, content_type)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["width"], body["height"]) == ("ready", 41, 17)
+    assert body["uploaded_at"] is not None
+
+
+def test_confirm_twice_returns_same_image(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 200
+    assert response.json() == image
+
+
+def test_confirm_before_upload_is_409(
+    client: TestClient, alice: dict[str, str], create: Uploader
+) -> None:
+    image = create(alice)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 409
+    assert "PUT" in response.json()["detail"]
+
+
+def test_confirm_size_mismatch_is_422_and_deletes_object(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    data = make_image()
+    image = create(alice, data=data)
+    put_bytes(image["id"], data + b"extra", "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+    assert "declared" in response.json()["detail"]
+    assert not _object_exists(clients, settings, image["id"])
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        b"<html><script>alert(1)</script></html>".ljust(200, b" "),
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 200,
+        b"\x89PNG\r\n\x1a\n<html><body>not an image</body></html>".ljust(200, b" "),
+    ],
+)
+def test_confirm_non_image_bytes_is_422_and_deletes_object(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+    fake: bytes,
+) -> None:
+    image = create(alice, data=fake)
+    put_bytes(image["id"], fake, "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
+    assert not _object_exists(clients, settings, image["id"])
+
+
+def test_confirm_other_format_than_declared_is_422(
+    client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes
+) -> None:
+    jpeg = make_image("image/jpeg")
+    image = create(alice, "image/png", jpeg)
+    put_bytes(image["id"], jpeg, "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+
+
+def test_confirm_rejected_image_is_never_listed(
+    client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes
+) -> None:
+    image = create(alice, data=b"GIF89a" + b"\0" * 100)
+    put_bytes(image["id"], b"GIF89a" + b"\0" * 100, "image/png")
+    client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    response = client.get("/images", headers=alice)
+
+    assert response.status_code == 200
+    assert response.json()["items"] == []
+
+
+def test_confirm_after_rejection_and_reupload_succeeds(
+    client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes
+) -> None:
+    data = make_image()
+    image = create(alice, data=data)
+    put_bytes(image["id"], b"x" * len(data), "image/png")
+    rejected = client.post(f"/images/{image['id']}/confirm", headers=alice)
+    put_bytes(image["id"], data, "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert rejected.status_code == 422
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+def test_confirm_other_users_image_is_404_and_changes_nothing(
+    client: TestClient,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+) -> None:
+    data = make_image()
+    image = create(alice, data=data)
+    put_bytes(image["id"], data, "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=bob)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}
+    assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "pending"
+
+
+def test_confirm_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.post("/images/0123456789abcdef0123456789abcdef/confirm", headers=alice)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}

@@ -1,0 +1,108 @@
+"""DELETE /images/{id}: always 204, removes bytes and record, never someone else's."""
+
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.storage.clients import AwsClients
+from app.storage.images import object_key
+from tests.conftest import Uploader
+
+
+def _stored(clients: AwsClients, settings: Settings, image_id: str) -> tuple[bool, bool]:
+    record = clients.dynamodb.get_item(
+        TableName=settings.table, Key={"image_id": {"S": image_id}}
+    ).get("Item")
+    listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
+    return record is not None, listing.get("KeyCount", 0) > 0
+
+
+def test_delete_removes_record_and_object(
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = upload(alice)
+
+    response = client.delete(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert _stored(clients, settings, image["id"]) == (False, False)
+
+
+def test_delete_then_get_is_404(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+    client.delete(f"/images/{image['id']}", headers=alice)
+
+    response = client.get(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 404
+
+
+def test_delete_twice_is_204(client: TestClient, alice: dict[str, str], upload: Uploader) -> None:
+    image = upload(alice)
+    client.delete(f"/images/{image['id']}", headers=alice)
+
+    response = client.delete(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 204
+
+
+def test_delete_unknown_id_is_204(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.delete("/images/0123456789abcdef0123456789abcdef", headers=alice)
+
+    assert response.status_code == 204
+
+
+def test_delete_pending_image_removes_record(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = create(alice)
+
+    response = client.delete(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 204
+    assert _stored(clients, settings, image["id"]) == (False, False)
+
+
+def test_delete_other_users_image_is_204_and_keeps_it(
+    client: TestClient,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = upload(alice)
+
+    response = client.delete(f"/images/{image['id']}", headers=bob)
+
+    assert response.status_code == 204
+    assert _stored(clients, settings, image["id"]) == (True, True)
+    assert client.get(f"/images/{image['id']}", headers=alice).json() == image
+
+
+def test_delete_removes_image_from_list(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    kept, gone = upload(alice), upload(alice)
+    client.delete(f"/images/{gone['id']}", headers=alice)
+
+    response = client.get("/images", headers=alice)
+
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()["items"]] == [kept["id"]]
+
+
+def test_delete_without_token_is_401(client: TestClient) -> None:
+    response = client.delete("/images/abc")
+
+    assert response.status_code == 401

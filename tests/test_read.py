@@ -1,0 +1,146 @@
+"""GET /images/{id} and GET /images/{id}/download."""
+
+from datetime import datetime
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from fastapi.testclient import TestClient
+
+from app.service import content_disposition
+from tests.conftest import Uploader
+
+
+def test_get_returns_image(client: TestClient, alice: dict[str, str], upload: Uploader) -> None:
+    image = upload(alice, title="Cat")
+
+    response = client.get(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 200
+    assert response.json() == image
+
+
+def test_get_pending_image_shows_pending(
+    client: TestClient, alice: dict[str, str], create: Uploader
+) -> None:
+    image = create(alice)
+
+    response = client.get(f"/images/{image['id']}", headers=alice)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+
+
+def test_get_other_users_image_is_404(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    response = client.get(f"/images/{image['id']}", headers=bob)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}
+
+
+def test_get_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.get("/images/0123456789abcdef0123456789abcdef", headers=alice)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}
+
+
+def test_get_malformed_id_is_422(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.get(f"/images/{'x' * 65}", headers=alice)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "image_id"]
+
+
+def test_download_returns_presigned_get(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    response = client.get(f"/images/{image['id']}/download", headers=alice)
+
+    assert response.status_code == 200
+    body = response.json()
+    url = urlsplit(body["url"])
+    query = parse_qs(url.query)
+    assert url.path == f"/images/{image['id']}"
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Expires"] == ["300"]
+    remaining = datetime.fromisoformat(body["expires_at"]) - datetime.now(
+        datetime.fromisoformat(body["expires_at"]).tzinfo
+    )
+    assert 290 <= remaining.total_seconds() <= 300
+
+
+def test_download_url_carries_original_filename(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice, filename='Ünïcode "quoted"/path;name.png')
+
+    response = client.get(f"/images/{image['id']}/download", headers=alice)
+
+    assert response.status_code == 200
+    disposition = parse_qs(urlsplit(response.json()["url"]).query)["response-content-disposition"]
+    assert disposition == [content_disposition('Ünïcode "quoted"/path;name.png')]
+
+
+def test_content_disposition_has_ascii_fallback_and_utf8_name() -> None:
+    header = content_disposition('Ünï "q"/a;b\\c\r\n.png')
+
+    fallback, encoded = header.split("; filename*=UTF-8''")
+    assert fallback == 'attachment; filename="_n_ _q__a_b_c__.png"'
+    assert unquote(encoded) == 'Ünï "q"/a;b\\c\r\n.png'
+    assert header.isascii()
+
+
+def test_download_redirect_is_307_to_url(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    response = client.get(
+        f"/images/{image['id']}/download?redirect=true", headers=alice, follow_redirects=False
+    )
+
+    assert response.status_code == 307
+    assert urlsplit(response.headers["location"]).path == f"/images/{image['id']}"
+
+
+def test_download_pending_image_is_409(
+    client: TestClient, alice: dict[str, str], create: Uploader
+) -> None:
+    image = create(alice)
+
+    response = client.get(f"/images/{image['id']}/download", headers=alice)
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "The image is not confirmed yet"}
+
+
+def test_download_other_users_image_is_404(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    response = client.get(f"/images/{image['id']}/download", headers=bob)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}
+
+
+def test_download_other_users_pending_image_is_404_not_409(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], create: Uploader
+) -> None:
+    image = create(alice)
+
+    response = client.get(f"/images/{image['id']}/download", headers=bob)
+
+    assert response.status_code == 404
+
+
+def test_download_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.get("/images/nope/download", headers=alice)
+
+    assert response.status_code == 404
