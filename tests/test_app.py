@@ -1,0 +1,110 @@
+"""The app shell: health, OpenAPI, and errors that are always JSON."""
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from fastapi.testclient import TestClient
+
+from app.storage.clients import AwsClients
+
+
+def test_health_is_ok(client: TestClient) -> None:
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    response = client.get("/openapi.json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert set(paths) == {
+        "/images",
+        "/images/{image_id}",
+        "/images/{image_id}/confirm",
+        "/images/{image_id}/download",
+        "/health",
+    }
+    operations = [op for path in paths.values() for op in path.values()]
+    assert all(op.get("description") for op in operations)
+    assert not any("user_id" in str(op.get("parameters", "")) for op in operations)
+
+
+def test_openapi_declares_bearer_auth(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_docs_page_is_served(client: TestClient) -> None:
+    response = client.get("/docs")
+
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text
+
+
+def test_unknown_route_is_json_404(client: TestClient) -> None:
+    response = client.get("/nope")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_wrong_method_is_json_405(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.put("/images", headers=alice)
+
+    assert response.status_code == 405
+    assert "detail" in response.json()
+
+
+def _failing(monkeypatch: pytest.MonkeyPatch, clients: AwsClients, exc: Exception) -> None:
+    def fail(*_: Any, **__: Any) -> Any:
+        raise exc
+
+    monkeypatch.setattr(clients.dynamodb, "get_item", fail)
+
+
+def test_throttled_storage_is_503_with_retry_after(
+    client: TestClient,
+    alice: dict[str, str],
+    clients: AwsClients,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}
+    _failing(monkeypatch, clients, ClientError(error, "GetItem"))  # type: ignore[arg-type]
+
+    response = client.get("/images/abc", headers=alice)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["detail"].startswith("Storage is busy")
+
+
+def test_unreachable_storage_is_503(
+    client: TestClient,
+    alice: dict[str, str],
+    clients: AwsClients,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _failing(monkeypatch, clients, EndpointConnectionError(endpoint_url="http://x"))
+
+    response = client.get("/images/abc", headers=alice)
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Storage is unreachable, retry shortly"}
+
+
+def test_unexpected_error_is_json_500_without_traceback(
+    app: Any, alice: dict[str, str], clients: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing(monkeypatch, clients, RuntimeError("secret internals"))
+    client = TestClient(app, raise_server_exceptions=False)
+
+    response = client.get("/images/abc", headers=alice)
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "secret internals" not in response.text

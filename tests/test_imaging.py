@@ -1,0 +1,95 @@
+"""The header parser that decides whether bytes are really the declared image."""
+
+import pytest
+
+from app.errors import InvalidImage
+from app.imaging import Dimensions, inspect_image
+from tests.imagefiles import FORMATS, make_image
+
+TYPES = list(FORMATS)
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+def test_inspect_reads_dimensions(content_type: str) -> None:
+    data = make_image(content_type, width=123, height=45)
+
+    assert inspect_image(data, content_type, len(data)) == Dimensions(123, 45)
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+def test_inspect_reads_dimensions_from_a_prefix(content_type: str) -> None:
+    data = make_image(content_type, width=640, height=480)
+
+    assert inspect_image(data[:1024], content_type, len(data)) == Dimensions(640, 480)
+
+
+def test_inspect_reads_lossless_and_extended_webp() -> None:
+    lossless = make_image("image/webp", width=9, height=7, lossless=True)
+    with_exif = make_image("image/webp", width=9, height=7, exif=b"Exif\0\0MM")
+
+    assert inspect_image(lossless, "image/webp", len(lossless)) == Dimensions(9, 7)
+    assert inspect_image(with_exif, "image/webp", len(with_exif)) == Dimensions(9, 7)
+
+
+def test_inspect_reads_progressive_jpeg() -> None:
+    data = make_image("image/jpeg", width=50, height=60, progressive=True)
+
+    assert inspect_image(data, "image/jpeg", len(data)) == Dimensions(50, 60)
+
+
+@pytest.mark.parametrize(("declared", "actual"), [(d, a) for d in TYPES for a in TYPES if d != a])
+def test_inspect_refuses_other_format(declared: str, actual: str) -> None:
+    data = make_image(actual)
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data, declared, len(data))
+
+
+MAGIC = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/gif": b"GIF89a",
+    "image/webp": b"RIFF\x00\x01\x00\x00WEBP",
+}
+TAILS = {
+    "zeros": b"\0" * 4096,
+    "html": b"<html><body><script>alert(document.cookie)</script></body></html>" * 40,
+    "spaces": b" " * 4096,
+}
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+@pytest.mark.parametrize("tail", list(TAILS))
+def test_inspect_refuses_magic_followed_by_junk(content_type: str, tail: str) -> None:
+    data = MAGIC[content_type] + TAILS[tail]
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data, content_type, len(data))
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+def test_inspect_refuses_truncated_header(content_type: str) -> None:
+    data = make_image(content_type)
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data[:12], content_type, len(data))
+
+
+def test_inspect_refuses_png_with_corrupted_header_crc() -> None:
+    data = bytearray(make_image("image/png"))
+    data[20] ^= 0xFF  # inside IHDR's width
+
+    with pytest.raises(InvalidImage):
+        inspect_image(bytes(data), "image/png", len(data))
+
+
+def test_inspect_refuses_webp_whose_riff_size_lies() -> None:
+    data = make_image("image/webp")
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data, "image/webp", len(data) + 100)
+
+
+def test_inspect_refuses_empty_object() -> None:
+    with pytest.raises(InvalidImage):
+        inspect_image(b"", "image/png", 0)
