@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.main import create_app
 from app.storage.clients import AwsClients
-from tests.conftest import new_image
+from tests.conftest import SECRET, new_image
 
 
 def _post(client: TestClient, headers: dict[str, str], **changes: Any) -> Any:
@@ -212,3 +213,20 @@ def test_create_without_token_is_401(client: TestClient) -> None:
 
     assert response.status_code == 401
     assert response.json() == {"detail": "Missing bearer token"}
+
+
+def test_create_presigns_for_public_endpoint_when_configured(aws: None) -> None:
+    settings = Settings(
+        jwt_secret=SECRET,
+        aws_endpoint_url="http://localstack:4566",
+        s3_public_endpoint_url="http://localhost:4566",
+    )
+    app = create_app(settings)
+
+    url = app.state.clients.s3_presign.generate_presigned_url(
+        "get_object", Params={"Bucket": "images", "Key": "k"}
+    )
+    service_side = app.state.clients.s3.meta.endpoint_url
+
+    assert url.startswith("http://localhost:4566/images/k?")
+    assert service_side == "http://localstack:4566"
