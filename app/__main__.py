@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("user")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     commands.add_parser("create-resources", help="create bucket and table; safe to repeat")
+    commands.add_parser("sweep", help="remove abandoned uploads from both stores")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "create-resources":
         ensure_resources(AwsClients(settings), settings)
         print(f"bucket {settings.bucket} and table {settings.table} are ready")
+    elif args.command == "sweep":
+        from app.main import create_app  # noqa: PLC0415
+
+        removed = create_app(_with_dev_secret(settings)).state.service.sweep()
+        print(f"removed {removed} abandoned uploads")
     else:
         serve(settings)
 

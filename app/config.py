@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     download_url_ttl_seconds: int = Field(default=5 * 60, ge=1, le=7 * 24 * 3600)
     # How long an unconfirmed upload is kept before DynamoDB's TTL reaps it.
     pending_ttl_seconds: Seconds = 24 * 3600
+    # Per-user quotas: ready images and their bytes (checked at create, enforced at
+    # confirm), and uploads started per window, so nobody mints unlimited upload URLs.
+    max_images_per_user: int = Field(default=10_000, ge=1)
+    max_bytes_per_user: int = Field(default=10 * 1024 * MiB, ge=1)
+    max_uploads_per_window: int = Field(default=100, ge=1)
+    upload_window_seconds: int = Field(default=3600, ge=60)
+    # Images with more pixels are refused at confirm: a 40-megapixel cap stops pixel
+    # floods aimed at whatever decodes the image later (thumbnails, browsers).
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    # Largest JSON request body; refused with 413 before it is read or parsed.
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
     # Most items one list request may read from DynamoDB while filling a page.
     list_read_budget: int = Field(default=1000, ge=101, le=10_000)
     # Bytes read from the start of an object to verify its type and dimensions.

@@ -17,9 +17,11 @@ class ServiceError(Exception):
     status = 500
     headers: dict[str, str] | None = None
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        if headers is not None:
+            self.headers = headers
 
 
 class NotFound(ServiceError):
@@ -36,6 +38,12 @@ class InvalidImage(ServiceError):
 
 class TooLarge(ServiceError):
     status = 413
+
+
+class TooMany(ServiceError):
+    """A per-user count quota (images, uploads started per window) is used up."""
+
+    status = 429
 
 
 class BadCursor(ServiceError):

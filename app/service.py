@@ -20,9 +20,10 @@ from app.models import (
     format_timestamp,
 )
 from app.pagination import CursorCodec
-from app.storage.images import ImageStore, ListFilter
+from app.storage.images import PENDING_TAGGING, ImageStore, ListFilter
+from app.storage.resources import SWEEP_SHARDS
 
-# How long a half-finished delete's marker lives before DynamoDB's TTL reaps it.
+# How long a half-finished delete's marker lives before the sweep finishes it.
 DELETE_MARKER_TTL = timedelta(hours=1)
 
 Clock = Callable[[], datetime]
@@ -84,14 +85,20 @@ class ImageService:
             tags=request.tags,
         )
         pending_until = now + timedelta(seconds=self._settings.pending_ttl_seconds)
-        self._store.put_pending(record, expires_at=int(pending_until.timestamp()))
+        self._store.put_pending(
+            record, expires_at=int(pending_until.timestamp()), now=int(now.timestamp())
+        )
         ttl = self._settings.upload_url_ttl_seconds
         url = self._store.presign_put(record.id, record.content_type, record.size, ttl)
         return CreateImageResponse(
             image=record.public(),
             upload=UploadInstructions(
                 url=url,
-                headers={"Content-Type": record.content_type, "Content-Length": str(record.size)},
+                headers={
+                    "Content-Type": record.content_type,
+                    "Content-Length": str(record.size),
+                    "x-amz-tagging": PENDING_TAGGING,
+                },
                 expires_at=now + timedelta(seconds=ttl),
             ),
         )
@@ -111,15 +118,21 @@ class ImageService:
                     f"Uploaded as {head.content_type} but declared {record.content_type}"
                 )
             dims = inspect_image(head.data, record.content_type, head.total_size)
+            if dims.width * dims.height > self._settings.max_pixels:
+                raise InvalidImage(
+                    f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
+                )
         except InvalidImage:
             # Bad bytes never stay in the bucket. The record stays pending, so the client
             # may PUT again while its URL is valid; otherwise the TTL reaps it.
             self._store.delete_object(image_id)
             raise
-        uploaded_at = format_timestamp(self._clock())
-        return self._store.mark_ready(
-            image_id, user_id, uploaded_at, dims.width, dims.height
-        ).public()
+        self._store.clear_pending_tag(image_id)
+        now = self._clock()
+        ready = self._store.mark_ready(
+            record, format_timestamp(now), dims.width, dims.height, int(now.timestamp())
+        )
+        return ready.public()
 
     def get(self, user_id: str, image_id: str) -> Image:
         return self._owned(user_id, image_id).public()
@@ -151,10 +164,29 @@ class ImageService:
 
     def delete(self, user_id: str, image_id: str) -> None:
         """Hide, then remove bytes, then remove the record: a crash at any step leaves a
-        hidden record that a retried DELETE (or the TTL) finishes; never a listed image
+        hidden record that a retried DELETE (or the sweep) finishes; never a listed image
         without bytes, never bytes without a record that points at them."""
-        marker_ttl = int((self._clock() + DELETE_MARKER_TTL).timestamp())
-        if not self._store.mark_deleting(image_id, user_id, marker_ttl):
-            return
-        self._store.delete_object(image_id)
-        self._store.delete_record(image_id, user_id)
+        self._finish_delete(self._store.mark_deleting(image_id, user_id, self._marker_ttl()))
+
+    def sweep(self) -> int:
+        """Remove uploads never confirmed by their deadline, and finish stalled deletes,
+        from both stores. Returns how many images were removed."""
+        now = int(self._clock().timestamp())
+        removed = 0
+        for shard in SWEEP_SHARDS:
+            for found in self._store.abandoned(shard, now):
+                marked = self._store.mark_deleting(
+                    found.id, found.user_id, self._marker_ttl(), abandoned_before=now
+                )
+                removed += self._finish_delete(marked)
+        return removed
+
+    def _marker_ttl(self) -> int:
+        return int((self._clock() + DELETE_MARKER_TTL).timestamp())
+
+    def _finish_delete(self, marked: ImageRecord | None) -> int:
+        if marked is None:
+            return 0
+        self._store.delete_object(marked.id)
+        self._store.delete_record(marked)
+        return 1

@@ -14,7 +14,7 @@ from app.auth import issue_token
 from app.config import Settings
 from app.main import create_app
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
+from app.storage.images import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
 from tests.imagefiles import make_image
 
@@ -116,7 +116,11 @@ def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, 
 
     def _put(image_id: str, data: bytes, content_type: str = "image/png") -> None:
         clients.s3.put_object(
-            Bucket=settings.bucket, Key=object_key(image_id), Body=data, ContentType=content_type
+            Bucket=settings.bucket,
+            Key=object_key(image_id),
+            Body=data,
+            ContentType=content_type,
+            Tagging=PENDING_TAGGING,
         )
 
     return _put

@@ -41,16 +41,27 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
     assert image["tags"] == ["sea", "sun"]
     assert (image["uploaded_at"], image["width"], image["height"]) == (None, None, None)
     assert upload["method"] == "PUT"
-    assert upload["headers"] == {"Content-Type": "image/png", "Content-Length": str(image["size"])}
+    assert upload["headers"] == {
+        "Content-Type": "image/png",
+        "Content-Length": str(image["size"]),
+        "x-amz-tagging": "state=pending",
+    }
 
 
-def test_create_signs_content_type_and_length(client: TestClient, alice: dict[str, str]) -> None:
+def test_create_signs_content_type_length_and_pending_tag(
+    client: TestClient, alice: dict[str, str]
+) -> None:
     response = _post(client, alice)
 
     assert response.status_code == 201
     query = parse_qs(urlsplit(response.json()["upload"]["url"]).query)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
-    assert query["X-Amz-SignedHeaders"][0].split(";") == ["content-length", "content-type", "host"]
+    assert query["X-Amz-SignedHeaders"][0].split(";") == [
+        "content-length",
+        "content-type",
+        "host",
+        "x-amz-tagging",
+    ]
     assert query["X-Amz-Expires"] == ["900"]
 
 

@@ -2,7 +2,7 @@
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.resources import GSI_NAME, ensure_resources
+from app.storage.resources import GSI_NAME, SWEEP_GSI_NAME, ensure_resources
 
 
 def test_ensure_resources_is_idempotent(clients: AwsClients, settings: Settings) -> None:
@@ -21,12 +21,17 @@ def test_table_has_key_gsi_and_ttl(clients: AwsClients, settings: Settings) -> N
 
     assert table["TableStatus"] == "ACTIVE"
     assert table["KeySchema"] == [{"AttributeName": "image_id", "KeyType": "HASH"}]
-    (gsi,) = table["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == GSI_NAME
-    assert gsi["KeySchema"] == [
-        {"AttributeName": "user_id", "KeyType": "HASH"},
-        {"AttributeName": "created_at", "KeyType": "RANGE"},
-    ]
+    indexes = {gsi["IndexName"]: gsi["KeySchema"] for gsi in table["GlobalSecondaryIndexes"]}
+    assert indexes == {
+        GSI_NAME: [
+            {"AttributeName": "user_id", "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ],
+        SWEEP_GSI_NAME: [
+            {"AttributeName": "sweep_shard", "KeyType": "HASH"},
+            {"AttributeName": "expires_at", "KeyType": "RANGE"},
+        ],
+    }
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
 
@@ -47,3 +52,13 @@ def test_bucket_cors_allows_configured_origins_only(
 
     assert rule["AllowedOrigins"] == list(settings.cors_origins)
     assert set(rule["AllowedMethods"]) == {"GET", "PUT", "HEAD"}
+    assert "x-amz-tagging" in rule["AllowedHeaders"]
+
+
+def test_bucket_expires_unconfirmed_uploads(clients: AwsClients, settings: Settings) -> None:
+    rules = clients.s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
+
+    pending = next(rule for rule in rules if rule["ID"] == "expire-unconfirmed-uploads")
+    assert pending["Status"] == "Enabled"
+    assert pending["Filter"] == {"Tag": {"Key": "state", "Value": "pending"}}
+    assert pending["Expiration"] == {"Days": 1}

@@ -17,12 +17,13 @@ from tests.conftest import Uploader
 from tests.imagefiles import make_image
 
 
-def test_create_is_one_put_item(
+def test_create_is_one_transaction(
     client: TestClient, alice: dict[str, str], create: Uploader, aws_calls: Counter[str]
 ) -> None:
     create(alice)
 
-    assert aws_calls == Counter({"dynamodb.PutItem": 1})
+    # Record, quota check and upload counter are written in one TransactWriteItems.
+    assert aws_calls == Counter({"dynamodb.TransactWriteItems": 1})
 
 
 def test_get_is_one_get_item(
@@ -49,7 +50,7 @@ def test_download_is_one_get_item(
     assert aws_calls == Counter({"dynamodb.GetItem": 1})
 
 
-def test_confirm_is_three_calls(
+def test_confirm_is_four_calls(
     client: TestClient,
     alice: dict[str, str],
     create: Uploader,
@@ -65,7 +66,12 @@ def test_confirm_is_three_calls(
 
     assert response.status_code == 200
     assert aws_calls == Counter(
-        {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.UpdateItem": 1}
+        {
+            "dynamodb.GetItem": 1,
+            "s3.GetObject": 1,
+            "s3.DeleteObjectTagging": 1,
+            "dynamodb.TransactWriteItems": 1,
+        }
     )
 
 
@@ -91,7 +97,7 @@ def test_delete_is_three_calls(
 
     assert response.status_code == 204
     assert aws_calls == Counter(
-        {"dynamodb.UpdateItem": 1, "s3.DeleteObject": 1, "dynamodb.DeleteItem": 1}
+        {"dynamodb.UpdateItem": 1, "s3.DeleteObject": 1, "dynamodb.TransactWriteItems": 1}
     )
 
 

@@ -1,19 +1,30 @@
 """The images table and bucket: each method is one or two AWS calls, no more."""
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from app.config import Settings
-from app.errors import image_not_found
+from app.errors import TooLarge, TooMany, Unavailable, image_not_found
 from app.models import ImageRecord
 from app.storage.clients import AwsClients, aws_call, error_code
-from app.storage.resources import GSI_NAME, TTL_ATTRIBUTE
+from app.storage.resources import (
+    GSI_NAME,
+    PENDING_TAG,
+    SWEEP_GSI_NAME,
+    TTL_ATTRIBUTE,
+)
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        ConditionCheckTypeDef,
+        DeleteTypeDef,
+        UpdateTypeDef,
+    )
 
 Item = dict[str, "AttributeValueTypeDef"]
 
@@ -22,19 +33,50 @@ Item = dict[str, "AttributeValueTypeDef"]
 # A new image must not overwrite an existing one (uuid4 collisions are astronomically
 # rare, but a silent overwrite would hand one user's record to another).
 NEW_ID_ONLY = "attribute_not_exists(image_id)"
-# Confirm flips pending -> ready for the owner only. A record already being deleted is
-# no longer pending, so a confirm racing a delete cannot bring the image back.
-OWNED_AND_PENDING = "user_id = :user AND #status = :pending"
+# Confirm flips pending -> ready for the owner only, before the upload's deadline. A
+# record being deleted (or swept) is no longer pending, so a confirm racing a delete
+# cannot bring the image back.
+OWNED_PENDING_IN_TIME = f"user_id = :user AND #status = :pending AND {TTL_ATTRIBUTE} > :now"
 # Delete step 1 marks any of the caller's records; a missing or foreign one fails the
 # condition, which is how another user's image stays untouched (and DELETE stays 204).
 OWNED = "user_id = :user"
+# The sweep marks only what is abandoned: a pending upload past its deadline, or a
+# delete that was interrupted and never retried.
+ABANDONED = (
+    f"user_id = :user AND (#status = :deleting OR (#status = :pending AND {TTL_ATTRIBUTE} < :now))"
+)
 # Delete step 3 removes only a record that step 1 marked, never one re-created since.
 OWNED_AND_DELETING = "user_id = :user AND #status = :deleting"
+# Quotas, kept in one usage item per user. A user with no item yet has used nothing.
+WITHIN_IMAGE_QUOTA = "attribute_not_exists(images) OR (images < :max_images AND bytes <= :room)"
+# Uploads started in the current window, one counter item per user and window.
+WITHIN_UPLOAD_RATE = "attribute_not_exists(started) OR started < :max_uploads"
 
 
 def object_key(image_id: str) -> str:
     """Server-chosen key: never derived from the client's filename."""
     return f"images/{image_id}"
+
+
+# Bookkeeping items share the table; '#' cannot occur in an image id, and they carry no
+# user_id, so they never appear in the listing index.
+def _usage_key(user_id: str) -> Item:
+    return {"image_id": {"S": f"usage#{user_id}"}}
+
+
+def _window_key(user_id: str, window_start: int) -> Item:
+    return {"image_id": {"S": f"uploads#{user_id}#{window_start}"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    max_images: int
+    max_bytes: int
+    max_uploads_per_window: int
+    window_seconds: int
+
+    def window_start(self, now: int) -> int:
+        return now - now % self.window_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +121,7 @@ def _to_item(record: ImageRecord, expires_at: int | None) -> Item:
         item["description"] = {"S": record.description}
     if expires_at is not None:
         item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
+        item["sweep_shard"] = {"S": record.id[0]}
     return item
 
 
@@ -108,7 +151,17 @@ def _from_item(item: dict[str, Any]) -> ImageRecord:
     )
 
 
+PENDING_TAGGING = "=".join(PENDING_TAG)
 _CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
+
+
+def _cancellation(exc: ClientError) -> list[dict[str, Any]]:
+    reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+    return reasons
+
+
+def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
+    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
 
 
 class ImageStore:
@@ -116,16 +169,85 @@ class ImageStore:
         self._clients = clients
         self._table = settings.table
         self._bucket = settings.bucket
+        self.quotas = Quotas(
+            max_images=settings.max_images_per_user,
+            max_bytes=settings.max_bytes_per_user,
+            max_uploads_per_window=settings.max_uploads_per_window,
+            window_seconds=settings.upload_window_seconds,
+        )
 
     # --- DynamoDB --------------------------------------------------------------------
 
-    def put_pending(self, record: ImageRecord, expires_at: int) -> None:
+    def _quota_error(self, usage: dict[str, Any] | None, size: int) -> Exception:
+        images = int(usage["images"]["N"]) if usage and "images" in usage else 0
+        if images >= self.quotas.max_images:
+            return TooMany(f"Image quota reached: {self.quotas.max_images} images per user")
+        return TooLarge(
+            f"Storage quota exceeded: {size} more bytes would pass "
+            f"{self.quotas.max_bytes} bytes per user"
+        )
+
+    def _quota_check(self, user_id: str, size: int) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Key": _usage_key(user_id),
+            "ConditionExpression": WITHIN_IMAGE_QUOTA,
+            "ExpressionAttributeValues": {
+                ":max_images": {"N": str(self.quotas.max_images)},
+                ":room": {"N": str(self.quotas.max_bytes - size)},
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def put_pending(self, record: ImageRecord, expires_at: int, now: int) -> None:
+        """Write the pending record, check quotas and count the upload: one transaction."""
+        window = self.quotas.window_start(now)
+        window_end = window + self.quotas.window_seconds
         with aws_call():
-            self._clients.dynamodb.put_item(
-                TableName=self._table,
-                Item=_to_item(record, expires_at),
-                ConditionExpression=NEW_ID_ONLY,
-            )
+            try:
+                self._clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": _to_item(record, expires_at),
+                                "ConditionExpression": NEW_ID_ONLY,
+                            }
+                        },
+                        {
+                            "ConditionCheck": cast(
+                                "ConditionCheckTypeDef",
+                                self._quota_check(record.user_id, record.size),
+                            )
+                        },
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": _window_key(record.user_id, window),
+                                "UpdateExpression": f"ADD started :one SET {TTL_ATTRIBUTE} = :end",
+                                "ConditionExpression": WITHIN_UPLOAD_RATE,
+                                "ExpressionAttributeValues": {
+                                    ":one": {"N": "1"},
+                                    ":end": {"N": str(window_end)},
+                                    ":max_uploads": {"N": str(self.quotas.max_uploads_per_window)},
+                                },
+                            }
+                        },
+                    ]
+                )
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = _cancellation(exc)
+                if _failed(reasons, 1):
+                    raise self._quota_error(reasons[1].get("Item"), record.size) from exc
+                if _failed(reasons, 2):
+                    raise TooMany(
+                        f"Upload limit reached: {self.quotas.max_uploads_per_window} uploads "
+                        f"per {self.quotas.window_seconds} s",
+                        headers={"Retry-After": str(max(1, window_end - now))},
+                    ) from exc
+                raise Unavailable("Could not create the image, retry") from exc
 
     def get(self, image_id: str) -> ImageRecord | None:
         with aws_call():
@@ -139,84 +261,158 @@ class ImageStore:
         return None if item is None else _from_item(item)
 
     def mark_ready(
-        self, image_id: str, user_id: str, uploaded_at: str, width: int, height: int
+        self, record: ImageRecord, uploaded_at: str, width: int, height: int, now: int
     ) -> ImageRecord:
-        """pending -> ready; if a concurrent confirm won, its result; else NotFound."""
+        """pending -> ready and count it against the owner's quota, atomically.
+
+        A lost race returns the winner's ready record; an upload past its deadline or
+        being deleted is NotFound; a full quota is TooMany/TooLarge (still pending).
+        """
+        usage = self._quota_check(record.user_id, record.size)
+        usage["UpdateExpression"] = "ADD images :one, bytes :size"
+        usage["ExpressionAttributeValues"] |= {
+            ":one": {"N": "1"},
+            ":size": {"N": str(record.size)},
+        }
+        with aws_call():
+            try:
+                self._clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": {"image_id": {"S": record.id}},
+                                "UpdateExpression": (
+                                    "SET #status = :ready, uploaded_at = :at, width = :w, "
+                                    f"height = :h REMOVE {TTL_ATTRIBUTE}, sweep_shard"
+                                ),
+                                "ConditionExpression": OWNED_PENDING_IN_TIME,
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": {
+                                    ":user": {"S": record.user_id},
+                                    ":pending": {"S": "pending"},
+                                    ":now": {"N": str(now)},
+                                    ":ready": {"S": "ready"},
+                                    ":at": {"S": uploaded_at},
+                                    ":w": {"N": str(width)},
+                                    ":h": {"N": str(height)},
+                                },
+                                # The loser of a race learns the winner's state in the same
+                                # round trip instead of paying for another GetItem.
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                            }
+                        },
+                        {"Update": cast("UpdateTypeDef", usage)},
+                    ]
+                )
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = _cancellation(exc)
+                if _failed(reasons, 0):
+                    current = reasons[0].get("Item")
+                    if current and current["user_id"]["S"] == record.user_id:
+                        winner = _from_item(current)
+                        if winner.status == "ready":
+                            return winner
+                    raise image_not_found() from exc
+                if _failed(reasons, 1):
+                    raise self._quota_error(reasons[1].get("Item"), record.size) from exc
+                raise Unavailable("Could not confirm the image, retry") from exc
+        return replace(record, status="ready", uploaded_at=uploaded_at, width=width, height=height)
+
+    def mark_deleting(
+        self, image_id: str, user_id: str, expires_at: int, abandoned_before: int | None = None
+    ) -> ImageRecord | None:
+        """Hide the image from every read. None when it is missing or not the caller's
+        (or, for the sweep, not abandoned before `abandoned_before`)."""
+        values: dict[str, AttributeValueTypeDef] = {
+            ":user": {"S": user_id},
+            ":deleting": {"S": "deleting"},
+            ":exp": {"N": str(expires_at)},
+            ":shard": {"S": image_id[:1]},
+        }
+        if abandoned_before is not None:
+            values[":pending"] = {"S": "pending"}
+            values[":now"] = {"N": str(abandoned_before)}
         with aws_call():
             try:
                 response = self._clients.dynamodb.update_item(
                     TableName=self._table,
                     Key={"image_id": {"S": image_id}},
+                    # The sweep (or the TTL) finishes the marker if the client never retries.
                     UpdateExpression=(
-                        "SET #status = :ready, uploaded_at = :at, width = :w, height = :h "
-                        f"REMOVE {TTL_ATTRIBUTE}"
+                        f"SET #status = :deleting, {TTL_ATTRIBUTE} = :exp, sweep_shard = :shard"
                     ),
-                    ConditionExpression=OWNED_AND_PENDING,
+                    ConditionExpression=OWNED if abandoned_before is None else ABANDONED,
                     ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":user": {"S": user_id},
-                        ":pending": {"S": "pending"},
-                        ":ready": {"S": "ready"},
-                        ":at": {"S": uploaded_at},
-                        ":w": {"N": str(width)},
-                        ":h": {"N": str(height)},
-                    },
+                    ExpressionAttributeValues=values,
                     ReturnValues="ALL_NEW",
-                    # The loser of a race learns the winner's state in the same round
-                    # trip instead of paying for another GetItem.
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-                if current and current["user_id"]["S"] == user_id:
-                    winner = _from_item(current)
-                    if winner.status == "ready":
-                        return winner
-                raise image_not_found() from exc
-        return _from_item(response["Attributes"])
-
-    def mark_deleting(self, image_id: str, user_id: str, expires_at: int) -> bool:
-        """Hide the image from every read; False when it is missing or not the caller's."""
-        with aws_call():
-            try:
-                self._clients.dynamodb.update_item(
-                    TableName=self._table,
-                    Key={"image_id": {"S": image_id}},
-                    # The TTL reaps the marker even if the client never retries the delete.
-                    UpdateExpression=f"SET #status = :deleting, {TTL_ATTRIBUTE} = :exp",
-                    ConditionExpression=OWNED,
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":user": {"S": user_id},
-                        ":deleting": {"S": "deleting"},
-                        ":exp": {"N": str(expires_at)},
-                    },
                 )
             except ClientError as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
-                    return False
+                    return None
                 raise
-        return True
+        return _from_item(response["Attributes"])
 
-    def delete_record(self, image_id: str, user_id: str) -> None:
+    def delete_record(self, record: ImageRecord) -> None:
+        """Remove a marked record; if it was confirmed, give its quota back in the same
+        transaction, so the usage counters change exactly once however often we retry."""
+        delete: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"image_id": {"S": record.id}},
+            "ConditionExpression": OWNED_AND_DELETING,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":user": {"S": record.user_id},
+                ":deleting": {"S": "deleting"},
+            },
+        }
         with aws_call():
             try:
-                self._clients.dynamodb.delete_item(
-                    TableName=self._table,
-                    Key={"image_id": {"S": image_id}},
-                    ConditionExpression=OWNED_AND_DELETING,
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":user": {"S": user_id},
-                        ":deleting": {"S": "deleting"},
-                    },
+                if record.uploaded_at is None:  # never confirmed: never counted
+                    self._clients.dynamodb.delete_item(**delete)
+                    return
+                self._clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {"Delete": cast("DeleteTypeDef", delete)},
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": _usage_key(record.user_id),
+                                "UpdateExpression": "ADD images :minus_one, bytes :minus_size",
+                                "ExpressionAttributeValues": {
+                                    ":minus_one": {"N": "-1"},
+                                    ":minus_size": {"N": str(-record.size)},
+                                },
+                            }
+                        },
+                    ]
                 )
             except ClientError as exc:
+                code = error_code(exc)
                 # Already gone (a concurrent delete finished first): the goal is reached.
-                if error_code(exc) != "ConditionalCheckFailedException":
+                already_gone = code == "ConditionalCheckFailedException" or (
+                    code == "TransactionCanceledException" and _failed(_cancellation(exc), 0)
+                )
+                if not already_gone:
                     raise
+
+    def abandoned(self, shard: str, now: int) -> Iterator[ImageRecord]:
+        """Pending uploads past their deadline and stalled deletes, in one shard."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": SWEEP_GSI_NAME,
+            "KeyConditionExpression": f"sweep_shard = :shard AND {TTL_ATTRIBUTE} < :now",
+            "ExpressionAttributeValues": {":shard": {"S": shard}, ":now": {"N": str(now)}},
+        }
+        while True:
+            with aws_call():
+                response = self._clients.dynamodb.query(**request)
+            yield from (_from_item(item) for item in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def query(
         self,
@@ -326,6 +522,12 @@ class ImageStore:
         total = int(match.group(1)) if match else response["ContentLength"]
         return ObjectHead(data, total, response.get("ContentType", ""))
 
+    def clear_pending_tag(self, image_id: str) -> None:
+        """Take the object out of the lifecycle rule's reach before it is marked ready:
+        the other order could leave a ready image whose bytes expire tomorrow."""
+        with aws_call():
+            self._clients.s3.delete_object_tagging(Bucket=self._bucket, Key=object_key(image_id))
+
     def delete_object(self, image_id: str) -> None:
         # DeleteObject succeeds for a missing key, which makes retries free of special cases.
         with aws_call():
@@ -341,6 +543,7 @@ class ImageStore:
                 "Key": object_key(image_id),
                 "ContentType": content_type,
                 "ContentLength": size,
+                "Tagging": PENDING_TAGGING,
             },
             ExpiresIn=expires_in,
         )

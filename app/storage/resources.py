@@ -12,7 +12,14 @@ from app.storage.clients import AwsClients, aws_call, error_code
 log = logging.getLogger(__name__)
 
 GSI_NAME = "user_id-created_at"
+# Sparse: only pending uploads and half-done deletes carry `sweep_shard`, so the sweep
+# reads exactly what it must clean, never the whole table (no Scan).
+SWEEP_GSI_NAME = "sweep_shard-expires_at"
+SWEEP_SHARDS = "0123456789abcdef"  # first hex digit of the image id: spreads the writes
 TTL_ATTRIBUTE = "expires_at"
+# Set by the signed PUT, removed by confirm: the lifecycle rule reaps bytes never confirmed.
+PENDING_TAG = ("state", "pending")
+PENDING_OBJECT_EXPIRY_DAYS = 1
 
 
 def table_definition(settings: Settings) -> dict[str, Any]:
@@ -24,6 +31,8 @@ def table_definition(settings: Settings) -> dict[str, Any]:
             {"AttributeName": "image_id", "AttributeType": "S"},
             {"AttributeName": "user_id", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
+            {"AttributeName": "sweep_shard", "AttributeType": "S"},
+            {"AttributeName": TTL_ATTRIBUTE, "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": "image_id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -35,8 +44,36 @@ def table_definition(settings: Settings) -> dict[str, Any]:
                 ],
                 # ALL: a list page is served by the Query alone, with no GetItem per row.
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": SWEEP_GSI_NAME,
+                "KeySchema": [
+                    {"AttributeName": "sweep_shard", "KeyType": "HASH"},
+                    {"AttributeName": TTL_ATTRIBUTE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
         ],
+    }
+
+
+def bucket_lifecycle() -> dict[str, Any]:
+    key, value = PENDING_TAG
+    return {
+        "Rules": [
+            {
+                "ID": "expire-unconfirmed-uploads",
+                "Status": "Enabled",
+                "Filter": {"Tag": {"Key": key, "Value": value}},
+                "Expiration": {"Days": PENDING_OBJECT_EXPIRY_DAYS},
+            },
+            {
+                "ID": "abort-incomplete-multipart",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            },
+        ]
     }
 
 
@@ -46,7 +83,7 @@ def bucket_cors(settings: Settings) -> dict[str, Any]:
             {
                 "AllowedOrigins": list(settings.cors_origins),
                 "AllowedMethods": ["GET", "PUT", "HEAD"],
-                "AllowedHeaders": ["content-type", "content-length"],
+                "AllowedHeaders": ["content-type", "content-length", "x-amz-tagging"],
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600,
             }
@@ -105,6 +142,10 @@ def _ensure_bucket(clients: AwsClients, settings: Settings) -> None:
         },
     )
     s3.put_bucket_cors(Bucket=settings.bucket, CORSConfiguration=bucket_cors(settings))  # type: ignore[arg-type]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=settings.bucket,
+        LifecycleConfiguration=bucket_lifecycle(),  # type: ignore[arg-type]
+    )
 
 
 def ensure_resources(clients: AwsClients, settings: Settings) -> None:
