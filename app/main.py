@@ -11,7 +11,7 @@ from app.auth import TokenVerifier
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.pagination import CursorCodec
-from app.service import ImageService
+from app.service import Clock, ImageService
 from app.storage.clients import AwsClients
 from app.storage.images import ImageStore
 
@@ -30,7 +30,11 @@ def _cursor_secret(settings: Settings) -> bytes:
     ).digest()
 
 
-def create_app(settings: Settings | None = None, clients: AwsClients | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    clients: AwsClients | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
     """Build the app. AWS clients are created lazily, on first use, and then shared."""
     settings = settings or Settings()
     app = FastAPI(
@@ -42,7 +46,10 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.state.verifier = TokenVerifier(settings)
     app.state.clients = clients = clients or AwsClients(settings)
     app.state.service = ImageService(
-        ImageStore(clients, settings), settings, CursorCodec(_cursor_secret(settings))
+        ImageStore(clients, settings),
+        settings,
+        CursorCodec(_cursor_secret(settings)),
+        clock,
     )
     install_error_handlers(app)
     app.include_router(api.router)

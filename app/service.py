@@ -52,12 +52,12 @@ class ImageService:
         store: ImageStore,
         settings: Settings,
         cursors: CursorCodec,
-        clock: Clock = _utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._cursors = cursors
-        self._clock = clock
+        self._clock = clock or _utcnow
 
     def _owned(self, user_id: str, image_id: str) -> ImageRecord:
         record = self._store.get(image_id)

@@ -1,0 +1,364 @@
+"""Abandoned uploads, quotas and the pixel cap: nothing piles up, nobody takes all."""
+
+import struct
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.storage.clients import AwsClients
+from app.storage.images import object_key
+from app.storage.resources import ensure_resources
+from tests.conftest import SECRET, Uploader, bearer
+from tests.imagefiles import make_image
+
+PutBytes = Callable[[str, bytes, str], None]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app(aws: None, settings: Settings, clock: Clock) -> Any:
+    application = create_app(settings, clock=clock)
+    ensure_resources(application.state.clients, settings)
+    return application
+
+
+def _stored(clients: AwsClients, settings: Settings, image_id: str) -> tuple[bool, bool]:
+    record = clients.dynamodb.get_item(
+        TableName=settings.table, Key={"image_id": {"S": image_id}}
+    ).get("Item")
+    listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
+    return record is not None, listing.get("KeyCount", 0) > 0
+
+
+def _tags(clients: AwsClients, settings: Settings, image_id: str) -> list[dict[str, str]]:
+    response = clients.s3.get_object_tagging(Bucket=settings.bucket, Key=object_key(image_id))
+    return [{"Key": tag["Key"], "Value": tag["Value"]} for tag in response["TagSet"]]
+
+
+def _sweep(app: Any) -> int:
+    removed: int = app.state.service.sweep()
+    return removed
+
+
+def test_uploaded_object_carries_pending_tag(
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = create(alice)
+    put_bytes(image["id"], make_image(), "image/png")
+
+    assert _tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
+
+
+def test_confirm_removes_pending_tag(
+    alice: dict[str, str], upload: Uploader, clients: AwsClients, settings: Settings
+) -> None:
+    image = upload(alice)
+
+    assert _tags(clients, settings, image["id"]) == []
+
+
+def test_sweep_removes_abandoned_upload_from_both_stores(
+    app: Any,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    image = create(alice)
+    put_bytes(image["id"], make_image(), "image/png")
+    clock.advance(settings.pending_ttl_seconds + 1)
+
+    removed = _sweep(app)
+
+    assert removed == 1
+    assert _stored(clients, settings, image["id"]) == (False, False)
+
+
+def test_sweep_keeps_uploads_within_deadline(
+    app: Any,
+    alice: dict[str, str],
+    create: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    image = create(alice)
+    clock.advance(settings.pending_ttl_seconds - 10)
+
+    removed = _sweep(app)
+
+    assert removed == 0
+    assert _stored(clients, settings, image["id"]) == (True, False)
+
+
+def test_sweep_never_touches_ready_images(
+    app: Any,
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    clock: Clock,
+    settings: Settings,
+) -> None:
+    image = upload(alice)
+    clock.advance(settings.pending_ttl_seconds * 10)
+
+    removed = _sweep(app)
+
+    assert removed == 0
+    assert client.get(f"/images/{image['id']}/download", headers=alice).status_code == 200
+
+
+def test_sweep_finishes_an_interrupted_delete(
+    app: Any,
+    alice: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    image = upload(alice)
+    store = app.state.service._store
+    store.mark_deleting(image["id"], "alice", int(clock.now.timestamp()) + 3600)
+    clock.advance(3601)
+
+    removed = _sweep(app)
+
+    assert removed == 1
+    assert _stored(clients, settings, image["id"]) == (False, False)
+
+
+def test_confirm_after_deadline_is_404(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clock: Clock,
+    settings: Settings,
+) -> None:
+    data = make_image()
+    image = create(alice, data=data)
+    put_bytes(image["id"], data, "image/png")
+    clock.advance(settings.pending_ttl_seconds + 1)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 404
+
+
+def test_sweep_command_runs(aws: None) -> None:
+    from app.__main__ import main  # noqa: PLC0415
+
+    settings = Settings(jwt_secret=SECRET)
+    ensure_resources(AwsClients(settings), settings)
+
+    main(["sweep"])  # against the same in-process moto; prints how many it removed
+
+
+@pytest.fixture
+def small_quota(aws: None, clock: Clock) -> tuple[TestClient, Settings]:
+    settings = Settings(
+        jwt_secret=SECRET,
+        max_images_per_user=2,
+        max_bytes_per_user=5000,
+        max_uploads_per_window=4,
+        upload_window_seconds=600,
+    )
+    application = create_app(settings, clock=clock)
+    ensure_resources(application.state.clients, settings)
+    return TestClient(application), settings
+
+
+def _declare(client: TestClient, headers: dict[str, str], size: int = 100) -> Any:
+    return client.post(
+        "/images",
+        headers=headers,
+        json={"filename": "a.png", "content_type": "image/png", "size": size},
+    )
+
+
+def _ready(client: TestClient, headers: dict[str, str], settings: Settings) -> str:
+    data = make_image(width=8, height=8)
+    created = _declare(client, headers, len(data)).json()
+    image_id: str = created["image"]["id"]
+    AwsClients(settings).s3.put_object(
+        Bucket=settings.bucket, Key=object_key(image_id), Body=data, ContentType="image/png"
+    )
+    assert client.post(f"/images/{image_id}/confirm", headers=headers).status_code == 200
+    return image_id
+
+
+def test_create_over_image_quota_is_429(small_quota: tuple[TestClient, Settings]) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    _ready(client, alice, settings)
+    _ready(client, alice, settings)
+
+    response = _declare(client, alice)
+
+    assert response.status_code == 429
+    assert response.json() == {"detail": "Image quota reached: 2 images per user"}
+
+
+def test_quota_is_per_user(small_quota: tuple[TestClient, Settings]) -> None:
+    client, settings = small_quota
+    alice, bob = bearer(settings, "alice"), bearer(settings, "bob")
+    _ready(client, alice, settings)
+    _ready(client, alice, settings)
+
+    response = _declare(client, bob)
+
+    assert response.status_code == 201
+
+
+def test_delete_gives_quota_back(small_quota: tuple[TestClient, Settings]) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    first = _ready(client, alice, settings)
+    _ready(client, alice, settings)
+    client.delete(f"/images/{first}", headers=alice)
+    client.delete(f"/images/{first}", headers=alice)  # a repeat must not give back twice
+
+    allowed = _declare(client, alice)
+    _ready(client, alice, settings)
+    refused = _declare(client, alice)
+
+    assert allowed.status_code == 201
+    assert refused.status_code == 429
+
+
+def test_create_over_byte_quota_is_413(small_quota: tuple[TestClient, Settings]) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    _ready(client, alice, settings)
+
+    response = _declare(client, alice, size=4950)
+
+    assert response.status_code == 413
+    assert "Storage quota exceeded" in response.json()["detail"]
+
+
+def test_confirm_enforces_quota_reached_meanwhile(
+    small_quota: tuple[TestClient, Settings],
+) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    data = make_image(width=8, height=8)
+    late = _declare(client, alice, len(data)).json()["image"]["id"]
+    _ready(client, alice, settings)
+    _ready(client, alice, settings)
+    AwsClients(settings).s3.put_object(
+        Bucket=settings.bucket, Key=object_key(late), Body=data, ContentType="image/png"
+    )
+
+    response = client.post(f"/images/{late}/confirm", headers=alice)
+
+    assert response.status_code == 429
+    assert client.get(f"/images/{late}", headers=alice).json()["status"] == "pending"
+
+
+def test_upload_bound_per_window_is_429_with_retry_after(
+    small_quota: tuple[TestClient, Settings],
+    clock: Clock,
+) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    statuses = [_declare(client, alice).status_code for _ in range(4)]
+
+    refused = _declare(client, alice)
+    clock.advance(settings.upload_window_seconds)
+    next_window = _declare(client, alice)
+
+    assert statuses == [201] * 4
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 600
+    assert "Upload limit reached" in refused.json()["detail"]
+    assert next_window.status_code == 201
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR (valid CRC) claims any size, followed by a tiny IDAT."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(("width", "height"), [(100_000, 100_000), (40_001, 1000), (1, 2**31 - 1)])
+def test_confirm_refuses_decompression_bomb_dimensions(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    width: int,
+    height: int,
+) -> None:
+    bomb = _png_header(width, height)
+    image = create(alice, data=bomb)
+    put_bytes(image["id"], bomb, "image/png")
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+    assert "pixels" in response.json()["detail"]
+
+
+def test_confirm_accepts_image_at_pixel_cap(aws: None) -> None:
+    settings = Settings(jwt_secret=SECRET, max_pixels=6000)
+    application = create_app(settings)
+    ensure_resources(application.state.clients, settings)
+    client, alice = TestClient(application), bearer(settings, "alice")
+    data = _png_header(100, 60)
+    created = client.post(
+        "/images",
+        headers=alice,
+        json={"filename": "a.png", "content_type": "image/png", "size": len(data)},
+    ).json()
+    application.state.clients.s3.put_object(
+        Bucket=settings.bucket,
+        Key=object_key(created["image"]["id"]),
+        Body=data,
+        ContentType="image/png",
+    )
+
+    response = client.post(f"/images/{created['image']['id']}/confirm", headers=alice)
+
+    assert response.status_code == 200
+    assert (response.json()["width"], response.json()["height"]) == (100, 60)
