@@ -10,6 +10,7 @@ from app import api
 from app.auth import TokenVerifier
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
 from app.pagination import CursorCodec
 from app.service import Clock, ImageService
 from app.storage.clients import AwsClients
@@ -52,6 +53,7 @@ def create_app(
         clock,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit_for=lambda _path: settings.max_json_body_bytes)
     app.include_router(api.router)
 
     @app.get("/health", tags=["meta"])

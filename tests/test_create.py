@@ -1,5 +1,6 @@
 """POST /images: validation, limits, the pending record and the signed upload URL."""
 
+import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -241,3 +242,41 @@ def test_create_presigns_for_public_endpoint_when_configured(aws: None) -> None:
 
     assert url.startswith("http://localhost:4566/images/k?")
     assert service_side == "http://localstack:4566"
+
+
+def test_create_oversized_json_is_413(client: TestClient, alice: dict[str, str]) -> None:
+    huge = b'{"filename": "' + b"x" * 70_000 + b'"}'
+
+    response = client.post(
+        "/images", content=huge, headers={**alice, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large"}
+
+
+def test_create_oversized_chunked_json_is_413(client: TestClient, alice: dict[str, str]) -> None:
+    def chunks() -> Any:
+        for _ in range(100):
+            yield b" " * 1024
+
+    response = client.post(
+        "/images", content=chunks(), headers={**alice, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large"}
+
+
+def test_create_chunked_json_within_limit_is_accepted(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    body = json.dumps(new_image()).encode()
+
+    response = client.post(
+        "/images",
+        content=iter([body[:10], body[10:]]),
+        headers={**alice, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 201
