@@ -39,7 +39,7 @@ def _unavailable() -> Exception:
 @pytest.fixture
 def fail_once(
     clients: AwsClients, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str, str, bool], None]]:
+) -> Callable[[str, str, bool], None]:
     """fail_once(service, method, after): the next call of that method fails; with
     `after`, the call reaches AWS first and only its answer is lost."""
 
