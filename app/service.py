@@ -127,7 +127,8 @@ class ImageService:
             # may PUT again while its URL is valid; otherwise the TTL reaps it.
             self._store.delete_object(image_id)
             raise
-        self._store.clear_pending_tag(image_id)
+        if not self._store.tag_confirmed(image_id):
+            raise image_not_found()  # deleted while we were verifying it
         now = self._clock()
         ready = self._store.mark_ready(
             record, format_timestamp(now), dims.width, dims.height, int(now.timestamp())

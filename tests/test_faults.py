@@ -22,7 +22,7 @@ PutBytes = Callable[[str, bytes, str], None]
 CONFIRM_STEPS = [
     ("dynamodb", "get_item"),
     ("s3", "get_object"),
-    ("s3", "delete_object_tagging"),
+    ("s3", "put_object_tagging"),
     ("dynamodb", "transact_write_items"),
 ]
 DELETE_STEPS = [
@@ -115,10 +115,8 @@ def test_confirm_fault_then_retry_ends_ready_and_counted_once(
     assert retried.status_code == 200
     assert retried.json()["status"] == "ready"
     assert _has_object(clients, settings, image["id"])
-    assert (
-        clients.s3.get_object_tagging(Bucket=settings.bucket, Key=object_key(image["id"]))["TagSet"]
-        == []
-    )
+    tags = clients.s3.get_object_tagging(Bucket=settings.bucket, Key=object_key(image["id"]))
+    assert tags["TagSet"] == [{"Key": "state", "Value": "ready"}]
     assert _usage(clients, settings, "alice") == (1, len(data))
 
 

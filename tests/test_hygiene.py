@@ -76,12 +76,12 @@ def test_uploaded_object_carries_pending_tag(
     assert _tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
 
 
-def test_confirm_removes_pending_tag(
+def test_confirm_retags_object_ready(
     alice: dict[str, str], upload: Uploader, clients: AwsClients, settings: Settings
 ) -> None:
     image = upload(alice)
 
-    assert _tags(clients, settings, image["id"]) == []
+    assert _tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 def test_sweep_removes_abandoned_upload_from_both_stores(

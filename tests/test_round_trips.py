@@ -69,7 +69,7 @@ def test_confirm_is_four_calls(
         {
             "dynamodb.GetItem": 1,
             "s3.GetObject": 1,
-            "s3.DeleteObjectTagging": 1,
+            "s3.PutObjectTagging": 1,
             "dynamodb.TransactWriteItems": 1,
         }
     )

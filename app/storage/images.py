@@ -522,11 +522,23 @@ class ImageStore:
         total = int(match.group(1)) if match else response["ContentLength"]
         return ObjectHead(data, total, response.get("ContentType", ""))
 
-    def clear_pending_tag(self, image_id: str) -> None:
-        """Take the object out of the lifecycle rule's reach before it is marked ready:
-        the other order could leave a ready image whose bytes expire tomorrow."""
+    def tag_confirmed(self, image_id: str) -> bool:
+        """Retag the object `state=ready`, out of the lifecycle rule's reach, before the
+        record says ready: the other order could leave a ready image whose bytes expire
+        tomorrow. False if the object is gone (a concurrent delete got there first)."""
+        key, _ = PENDING_TAG
         with aws_call():
-            self._clients.s3.delete_object_tagging(Bucket=self._bucket, Key=object_key(image_id))
+            try:
+                self._clients.s3.put_object_tagging(
+                    Bucket=self._bucket,
+                    Key=object_key(image_id),
+                    Tagging={"TagSet": [{"Key": key, "Value": "ready"}]},
+                )
+            except ClientError as exc:
+                if error_code(exc) in ("NoSuchKey", "404"):
+                    return False
+                raise
+        return True
 
     def delete_object(self, image_id: str) -> None:
         # DeleteObject succeeds for a missing key, which makes retries free of special cases.

@@ -1,0 +1,132 @@
+"""Races: the conditional writes, not luck, decide the outcome."""
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.storage.clients import AwsClients
+from app.storage.images import object_key
+from tests.conftest import Uploader
+from tests.imagefiles import make_image
+
+PutBytes = Callable[[str, bytes, str], None]
+
+
+@pytest.fixture(autouse=True)
+def _atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real DynamoDB and S3 apply each request atomically; moto's in-process backends are
+    not thread-safe. One lock per AWS call gives moto that property and nothing more:
+    the service's multi-step flows still interleave freely between calls."""
+    lock = threading.Lock()
+    real = BaseClient._make_api_call
+
+    def atomic(self: BaseClient, operation: str, params: Any) -> Any:
+        with lock:
+            return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", atomic)
+
+
+def _together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released at the same instant; their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[index] = call()
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def _usage(clients: AwsClients, settings: Settings, user: str) -> int:
+    item = clients.dynamodb.get_item(
+        TableName=settings.table, Key={"image_id": {"S": f"usage#{user}"}}
+    ).get("Item", {})
+    return int(item.get("images", {}).get("N", 0))
+
+
+def _pending_upload(create: Uploader, put_bytes: PutBytes, headers: dict[str, str]) -> str:
+    data = make_image()
+    image = create(headers, data=data)
+    put_bytes(image["id"], data, "image/png")
+    image_id: str = image["id"]
+    return image_id
+
+
+def test_concurrent_confirms_agree_and_count_once(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image_id = _pending_upload(create, put_bytes, alice)
+
+    responses = _together(
+        *[lambda: client.post(f"/images/{image_id}/confirm", headers=alice) for _ in range(8)]
+    )
+
+    assert [r.status_code for r in responses] == [200] * 8
+    assert len({r.text for r in responses}) == 1
+    assert _usage(clients, settings, "alice") == 1
+
+
+def test_concurrent_deletes_are_all_204_and_remove_once(
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = upload(alice)
+    upload(alice)
+
+    responses = _together(
+        *[lambda: client.delete(f"/images/{image['id']}", headers=alice) for _ in range(8)]
+    )
+
+    assert [r.status_code for r in responses] == [204] * 8
+    assert client.get(f"/images/{image['id']}", headers=alice).status_code == 404
+    assert _usage(clients, settings, "alice") == 1
+
+
+def test_confirm_racing_delete_never_resurrects(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    outcomes = set()
+    for _ in range(15):
+        image_id = _pending_upload(create, put_bytes, alice)
+
+        confirm, delete = _together(
+            lambda: client.post(f"/images/{image_id}/confirm", headers=alice),  # noqa: B023
+            lambda: client.delete(f"/images/{image_id}", headers=alice),  # noqa: B023
+        )
+
+        outcomes.add(confirm.status_code)
+        assert confirm.status_code in (200, 404)
+        assert delete.status_code == 204
+        assert client.get(f"/images/{image_id}", headers=alice).status_code == 404
+        listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
+        assert listing.get("KeyCount", 0) == 0
+    assert client.get("/images", headers=alice).json()["items"] == []
+    assert _usage(clients, settings, "alice") == 0
