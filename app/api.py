@@ -35,7 +35,15 @@ _MISSING: dict[int | str, dict[str, str]] = {404: {"description": "No such image
 router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={413: {"description": "Too large"}})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        400: {"description": "The body is not UTF-8 JSON"},
+        413: {"description": "Over the size limit or the storage quota"},
+        429: {"description": "Image quota or upload rate reached"},
+    },
+)
 def create_image(body: CreateImageRequest, user: UserId, service: Service) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
     return service.create(user, body)
@@ -46,7 +54,9 @@ def create_image(body: CreateImageRequest, user: UserId, service: Service) -> Cr
     responses={
         **_MISSING,
         409: {"description": "Nothing uploaded yet"},
+        413: {"description": "Storage quota exceeded"},
         422: {"description": "The uploaded bytes are not the declared image"},
+        429: {"description": "Image quota reached"},
     },
 )
 def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:
@@ -82,7 +92,10 @@ def download_image(
     return link
 
 
-@router.get("")
+@router.get(
+    "",
+    responses={400: {"description": "The cursor is not one this API issued to you for this query"}},
+)
 def list_images(query: Annotated[ListQuery, Query()], user: UserId, service: Service) -> ImageList:
     """List your images, newest first, one page at a time (follow `next_cursor`)."""
     return service.list(user, query)

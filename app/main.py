@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -31,6 +32,20 @@ def _cursor_secret(settings: Settings) -> bytes:
     ).digest()
 
 
+def _publish_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured upload limit in the OpenAPI schema, so that what the schema
+    allows is exactly what the API accepts (the models only know S3's 5 GiB ceiling)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        size = schema["components"]["schemas"]["CreateImageRequest"]["properties"]["size"]
+        size["maximum"] = min(settings.max_upload_bytes, settings.max_bytes_per_user)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None,
     clients: AwsClients | None = None,
@@ -55,6 +70,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit_for=lambda _path: settings.max_json_body_bytes)
     app.include_router(api.router)
+
+    _publish_limits(app, settings)
 
     @app.get("/health", tags=["meta"])
     def health() -> Health:

@@ -1,5 +1,6 @@
 """Request and response models: the public HTTP contract, and the stored record."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -12,7 +13,6 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 ContentType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
@@ -32,26 +32,44 @@ def _encodable(value: str) -> str:
     return value
 
 
-def _lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
 Text = Annotated[str, AfterValidator(_encodable)]
+# Any case in, lower case stored: "Cat" and "cat" are one tag.
 Tag = Annotated[
     str,
-    BeforeValidator(_lower),
-    StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9_-]+$"),
+    StringConstraints(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_-]+$"),
+    AfterValidator(str.lower),
 ]
 ImageId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    # Pydantic would also take 1700000000 or "0.5" as Unix times, and naive times with
+    # no offset; a filter on time must say which instant it means.
+    if isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise ValueError("use an RFC 3339 date-time with offset, e.g. 2026-01-31T12:00:00Z")
+        try:  # RFC 3339 allows "t" and "z"; year 1 at +01:00 is before the first UTC instant
+            return datetime.fromisoformat(value.upper()).astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
+            raise ValueError("date-time out of range") from exc
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds: sorts as text, which is what the GSI range key needs."""
+    """ISO-8601 UTC with microseconds: sorts as text, which is what the GSI range key needs
+    (isoformat pads the year to four digits; strftime's %Y does not on glibc)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 class CreateImageRequest(BaseModel):
@@ -117,22 +135,22 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    cursor: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=1024,
+                description="`next_cursor` of the previous page, unchanged",
+            ),
+        ]
+        | None
+    ) = None
     content_type: ContentType | None = None
     tag: Tag | None = None
-    created_after: datetime | None = Field(default=None, description="Inclusive lower bound")
-    created_before: datetime | None = Field(default=None, description="Inclusive upper bound")
+    created_after: Rfc3339 | None = Field(default=None, description="Inclusive lower bound")
+    created_before: Rfc3339 | None = Field(default=None, description="Inclusive upper bound")
     status: Status = "ready"
-
-    @model_validator(mode="after")
-    def _ordered_range(self) -> "ListQuery":
-        if (
-            self.created_after
-            and self.created_before
-            and format_timestamp(self.created_after) > format_timestamp(self.created_before)
-        ):
-            raise ValueError("created_after must not be later than created_before")
-        return self
 
 
 @dataclass(frozen=True, slots=True)

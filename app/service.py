@@ -155,6 +155,8 @@ class ImageService:
             created_to=format_timestamp(query.created_before) if query.created_before else None,
         )
         start = self._cursors.decode(query.cursor, user_id, where) if query.cursor else None
+        if where.created_from and where.created_to and where.created_from > where.created_to:
+            return ImageList(items=[], next_cursor=None)  # an empty range, not an error
         records, position = self._store.query(
             user_id, where, query.limit, start, self._settings.list_read_budget
         )

@@ -108,3 +108,18 @@ def test_unexpected_error_is_json_500_without_traceback(
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error"}
     assert "secret internals" not in response.text
+
+
+def test_openapi_publishes_configured_size_limit(client: TestClient, settings: Any) -> None:
+    schema = client.get("/openapi.json").json()
+
+    size = schema["components"]["schemas"]["CreateImageRequest"]["properties"]["size"]
+    assert size["maximum"] == settings.max_upload_bytes
+
+
+def test_wrong_method_names_every_allowed_method(client: TestClient) -> None:
+    response = client.request("PATCH", "/images")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.json() == {"detail": "Method Not Allowed"}
