@@ -97,18 +97,24 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for it only
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        # Starlette names only the methods of the first route it tried; GET and POST
-        # /images are two routes, so collect every route that matches the path.
-        allowed: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches(request.scope)
-            if match != Match.NONE:
-                allowed |= getattr(route, "methods", None) or set()
-        headers["Allow"] = ", ".join(sorted(allowed))
+        # Starlette names only the methods of the first route it tried, and GET and POST
+        # /images are two routes: ask the router which methods would match this path.
+        routes = request.app.router.routes
+        headers["Allow"] = ", ".join(
+            method
+            for method in _METHODS
+            if any(
+                route.matches({**request.scope, "method": method})[0] == Match.FULL
+                for route in routes
+            )
+        )
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
