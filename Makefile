@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint pytest format clean
+.PHONY: run test lint pytest loadtest format clean
 
 # Each stamp records which extras are installed; editing pyproject.toml reinstalls.
 $(VENV)/.local: pyproject.toml
@@ -29,6 +29,9 @@ lint: $(VENV)/.dev
 
 pytest: $(VENV)/.dev
 	$(BIN)/pytest
+
+loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto server
+	$(BIN)/python -m tests.load --seconds 35 --users 16
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format app tests

@@ -1,10 +1,15 @@
 """Fixtures: fresh in-process moto state per test, an app built from test settings,
-two users, and a counter of AWS round trips."""
+two users, a counter of AWS round trips, and (for the HTTP tier) real servers."""
 
+import os
+import subprocess
+import sys
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -12,11 +17,13 @@ from moto import mock_aws
 
 from app.auth import issue_token
 from app.config import Settings
+from app.local import free_port
 from app.main import create_app
 from app.storage.clients import AwsClients
 from app.storage.images import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
 from tests.imagefiles import make_image
+from tests.servers import BASE_ENV, moto_server, running, uvicorn_command
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
@@ -162,3 +169,44 @@ def aws_calls(clients: AwsClients) -> Counter[str]:
     }.values():
         aws_client.meta.events.register("before-call", record)
     return calls
+
+
+# --- The HTTP tier: one moto server and one uvicorn for the session ----------------------
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """AWS_ENDPOINT_URL when given (LocalStack, a shared moto), else a moto server of ours."""
+    given = os.environ.get("AWS_ENDPOINT_URL")
+    if given:
+        yield given
+        return
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def service_env(aws_endpoint: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]  # never collide with anything on a shared endpoint
+    env = {
+        **BASE_ENV,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "IMAGES_JWT_SECRET": SECRET,
+        "IMAGES_BUCKET": f"images-test-{suffix}",
+        "IMAGES_TABLE": f"images-test-{suffix}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str]) -> Iterator[httpx.Client]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (
+        running(uvicorn_command(port), service_env, f"{base}/health"),
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield client

@@ -3,9 +3,11 @@
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import IO
 
 import httpx2 as httpx
 
@@ -21,12 +23,35 @@ BASE_ENV = {
 }
 
 
-def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+class Server:
+    """A child process whose output goes to a file: a pipe nobody drains fills up after
+    64 KiB of access log, and the server then blocks on its next log line."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+        self.process = process
+        self._log = log
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            output = self.output()
+            if text in output:
+                return output
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not printed within {timeout} s:\n{self.output()}")
+
+
+def wait_until_up(url: str, server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.output()}"
+            )
         try:
             httpx.get(url, timeout=1)
         except httpx.TransportError:
@@ -37,26 +62,20 @@ def wait_until_up(url: str, process: subprocess.Popen[str], timeout: float = 30)
 
 
 @contextmanager
-def running(
-    argv: Sequence[str],
-    env: dict[str, str],
-    ready_url: str,
-) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        wait_until_up(ready_url, process)
-        yield process
-    finally:
-        process.terminate()
+def running(argv: Sequence[str], env: dict[str, str], ready_url: str) -> Iterator[Server]:
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = Server(process, log)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+            wait_until_up(ready_url, server)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager

@@ -1,12 +1,8 @@
 """The whole lifecycle over real HTTP: uvicorn serving the app, a moto server process (or
 whatever AWS_ENDPOINT_URL names) behind it, and httpx doing what a client does."""
 
-import os
 import re
-import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
@@ -17,47 +13,9 @@ from app.config import Settings
 from app.local import free_port
 from tests.conftest import SECRET
 from tests.imagefiles import make_image
-from tests.servers import BASE_ENV, moto_server, running, uvicorn_command
+from tests.servers import BASE_ENV, running
 
 pytestmark = pytest.mark.http
-
-
-@pytest.fixture(scope="module")
-def aws_endpoint() -> Iterator[str]:
-    """AWS_ENDPOINT_URL when given (LocalStack, a shared moto), else a moto server of ours."""
-    given = os.environ.get("AWS_ENDPOINT_URL")
-    if given:
-        yield given
-        return
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def service_env(aws_endpoint: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]  # never collide with anything on a shared endpoint
-    env = {
-        **BASE_ENV,
-        "AWS_ENDPOINT_URL": aws_endpoint,
-        "IMAGES_JWT_SECRET": SECRET,
-        "IMAGES_BUCKET": f"images-test-{suffix}",
-        "IMAGES_TABLE": f"images-test-{suffix}",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
-    )
-    return env
-
-
-@pytest.fixture(scope="module")
-def api(service_env: dict[str, str]) -> Iterator[httpx.Client]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with (
-        running(uvicorn_command(port), service_env, f"{base}/health"),
-        httpx.Client(base_url=base, timeout=10) as client,
-    ):
-        yield client
 
 
 def _auth(user: str) -> dict[str, str]:
@@ -165,12 +123,10 @@ def test_make_run_serves_with_embedded_emulator() -> None:
     env["IMAGES_PORT"] = str(port)
     base = f"http://127.0.0.1:{port}"
     with (
-        running([sys.executable, "-m", "app", "serve"], env, f"{base}/health") as process,
+        running([sys.executable, "-m", "app", "serve"], env, f"{base}/health") as server,
         httpx.Client(base_url=base, timeout=10) as client,
     ):
-        banner = ""
-        while "export TOKEN=" not in banner:
-            banner += process.stdout.readline() if process.stdout else ""
+        banner = server.wait_for_output("export TOKEN=")
         match = re.search(r"export TOKEN=(\S+)", banner)
         assert match is not None
         data = make_image("image/webp")
