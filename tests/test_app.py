@@ -123,3 +123,12 @@ def test_wrong_method_names_every_allowed_method(client: TestClient) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_aws_clients_retry_in_standard_mode_with_bounded_timeouts(clients: AwsClients) -> None:
+    for aws_client in (clients.s3, clients.dynamodb):
+        config = aws_client.meta.config
+
+        assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+        assert config.connect_timeout == 2
+        assert config.read_timeout == 10

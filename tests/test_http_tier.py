@@ -4,6 +4,7 @@ whatever AWS_ENDPOINT_URL names) behind it, and httpx doing what a client does."
 import re
 import sys
 from typing import Any
+from urllib.parse import unquote
 
 import httpx2 as httpx
 import pytest
@@ -145,3 +146,28 @@ def test_make_run_serves_with_embedded_emulator() -> None:
     assert put.status_code == 200
     assert confirmed.status_code == 200
     assert confirmed.json()["status"] == "ready"
+
+
+def test_hostile_filename_survives_round_trip(api: httpx.Client) -> None:
+    name = 'dir/..\\sub\t"quoted"; ünïcødé 😀\x01.png'
+    data = make_image("image/png")
+    created = api.post(
+        "/images",
+        headers=_auth("alice"),
+        json={"filename": name, "content_type": "image/png", "size": len(data)},
+    )
+    upload = created.json()["upload"]
+    httpx.put(upload["url"], headers=upload["headers"], content=data)
+    image_id = created.json()["image"]["id"]
+    api.post(f"/images/{image_id}/confirm", headers=_auth("alice"))
+
+    fetched = api.get(f"/images/{image_id}", headers=_auth("alice"))
+    link = api.get(f"/images/{image_id}/download", headers=_auth("alice")).json()["url"]
+    disposition = httpx.get(link).headers["content-disposition"]
+
+    assert fetched.json()["filename"] == name
+    fallback, encoded = disposition.split("; filename*=UTF-8''")
+    assert unquote(encoded) == name
+    assert fallback.startswith('attachment; filename="')
+    assert fallback.isascii()
+    assert all(c not in fallback[len('attachment; filename="') : -1] for c in '"\\/;\t\x01')

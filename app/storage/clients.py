@@ -55,7 +55,7 @@ def _config(settings: Settings, endpoint: str | None) -> Config:
         signature_version="s3v4",
         # Standard mode retries throttling with backoff; bounded timeouts keep a request
         # from hanging for botocore's default 60 s while API Gateway gives up at 30 s.
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 3},
         connect_timeout=2,
         read_timeout=10,
         max_pool_connections=64,
