@@ -16,6 +16,9 @@ MAX_SUBJECT_LENGTH = 256
 
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
+        self.mode = settings.auth_mode
+        if self.mode == "apigateway":
+            return  # API Gateway verified the token; see subject_from_authorizer
         if settings.jwt_secret is None:
             # Fail closed: an API that started without a secret would accept nothing
             # today and, after a careless default, everything tomorrow.
@@ -44,6 +47,20 @@ class TokenVerifier:
         return subject
 
 
+def subject_from_authorizer(event: object) -> str:
+    """The `sub` claim API Gateway's authorizer verified and put in the Lambda event:
+    HTTP API at requestContext.authorizer.jwt.claims, REST API (Cognito) at
+    requestContext.authorizer.claims. Only the event counts: it is written by API
+    Gateway, while any header could have been written by the client."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    authorizer = (context or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or authorizer.get("claims") or {}
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+        raise Unauthorized("No verified identity in the request")
+    return subject
+
+
 def issue_token(settings: Settings, subject: str, ttl_seconds: int) -> str:
     """A token this service accepts; for `python -m app token` and tests."""
     if settings.jwt_secret is None:
@@ -64,9 +81,11 @@ def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
+    verifier: TokenVerifier = request.app.state.verifier
+    if verifier.mode == "apigateway":
+        return subject_from_authorizer(request.scope.get("aws.event"))
     if credentials is None:
         raise Unauthorized("Missing bearer token")
-    verifier: TokenVerifier = request.app.state.verifier
     return verifier.subject(credentials.credentials)
 
 

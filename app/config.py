@@ -1,6 +1,6 @@
 """Configuration: one Settings object, read from the environment, passed explicitly."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("IMAGES_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
 
-    # Identity.
+    # Identity. "jwt": verify the bearer token here. "apigateway": API Gateway's JWT
+    # authorizer verified it and the owner is the `sub` claim it put in the event.
+    auth_mode: Literal["jwt", "apigateway"] = "jwt"
     # HS256 with a short key is brute-forceable offline from any one token (RFC 7518 3.2).
     jwt_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
     jwt_issuer: str | None = None
@@ -64,7 +66,15 @@ class Settings(BaseSettings):
     # Bytes read from the start of an object to verify its type and dimensions.
     verify_prefix_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
 
+    # Largest file POST /images/direct takes: under Lambda's 6 MB payload limit once
+    # API Gateway has base64-encoded it.
+    max_direct_bytes: int = Field(default=5 * MiB, ge=1, le=6 * MiB)
+
     # Serving.
+    # Stage prefix under API Gateway (e.g. "/prod"): stripped from request paths, and
+    # the root path the OpenAPI docs are served under.
+    api_base_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     s3_public_endpoint_url: str | None = None

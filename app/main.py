@@ -2,9 +2,10 @@
 
 import hashlib
 import hmac
+from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from pydantic import BaseModel
 
 from app import api
@@ -12,10 +13,13 @@ from app.auth import TokenVerifier
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.logs import RequestContext, configure_logging
 from app.pagination import CursorCodec
 from app.service import Clock, ImageService
 from app.storage.clients import AwsClients
 from app.storage.images import ImageStore
+
+FAVICON = files("app").joinpath("static/favicon.png").read_bytes()
 
 
 class Health(BaseModel):
@@ -25,8 +29,9 @@ class Health(BaseModel):
 def _cursor_secret(settings: Settings) -> bytes:
     if settings.cursor_secret is not None:
         return settings.cursor_secret.get_secret_value().encode()
+    if settings.jwt_secret is None:
+        raise RuntimeError("set IMAGES_CURSOR_SECRET (or IMAGES_JWT_SECRET) to sign cursors")
     # Derived, not reused: a cursor MAC must never double as a valid token signature.
-    assert settings.jwt_secret is not None  # noqa: S101 - TokenVerifier checked it
     return hmac.new(
         settings.jwt_secret.get_secret_value().encode(), b"images/list-cursor", hashlib.sha256
     ).digest()
@@ -53,10 +58,13 @@ def create_app(
 ) -> FastAPI:
     """Build the app. AWS clients are created lazily, on first use, and then shared."""
     settings = settings or Settings()
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="Image service",
         version="0.1.0",
         summary="Upload, list, download and delete images through presigned S3 URLs.",
+        # Under an API Gateway stage the docs must fetch /<stage>/openapi.json.
+        root_path=settings.api_base_path,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
@@ -68,7 +76,14 @@ def create_app(
         clock,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit_for=lambda _path: settings.max_json_body_bytes)
+    multipart_limit = settings.max_direct_bytes + 64 * 1024  # the file plus form fields
+    app.add_middleware(
+        BodySizeLimit,
+        limit_for=lambda path: (
+            multipart_limit if path == "/images/direct" else settings.max_json_body_bytes
+        ),
+    )
+    app.add_middleware(RequestContext)
     app.include_router(api.router)
 
     _publish_limits(app, settings)
@@ -77,5 +92,11 @@ def create_app(
     def health() -> Health:
         """Liveness: the process is up and serving."""
         return Health()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(
+            FAVICON, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     return app
