@@ -2,8 +2,21 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
 from app.auth import UserId
 from app.models import (
@@ -47,6 +60,42 @@ router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
 def create_image(body: CreateImageRequest, user: UserId, service: Service) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
     return service.create(user, body)
+
+
+@router.post(
+    "/direct",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        413: {"description": "Over IMAGES_MAX_DIRECT_BYTES or the storage quota"},
+        429: {"description": "Image quota or upload rate reached"},
+    },
+)
+def upload_direct(
+    *,
+    file: Annotated[UploadFile, File(description="The image (jpeg, png, gif or webp)")],
+    user: UserId,
+    service: Service,
+    title: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form()] = None,
+    tags: Annotated[list[str] | None, Form(description="Repeat the field per tag")] = None,
+) -> Image:
+    """Upload a small image in one multipart request; verified like confirm, answered ready."""
+    data = file.file.read()  # bounded by the body size limit before we get here
+    try:
+        declared = CreateImageRequest(
+            filename=file.filename or "",
+            content_type=file.content_type or "",
+            size=len(data) or 1,  # an empty file fails verification with a clear message
+            title=title,
+            description=description,
+            tags=tags or [],
+        )
+    except ValidationError as exc:
+        # Same 422 shape as a bad JSON body: the form is the body here.
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from exc
+    return service.upload_direct(user, declared, data)
 
 
 @router.post(

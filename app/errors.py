@@ -100,21 +100,29 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Starlette names only the methods of the first route it tried, and GET and POST
+    /images are two routes. A literal path of the published API (/images/direct) owns
+    its methods even where a template (/images/{image_id}) would also match it; any
+    other path gets every method the router would take."""
+    documented = request.app.openapi()["paths"].get(request.scope["path"])
+    if documented:
+        return sorted(method.upper() for method in documented)
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for it only
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        # Starlette names only the methods of the first route it tried, and GET and POST
-        # /images are two routes: ask the router which methods would match this path.
-        routes = request.app.router.routes
-        headers["Allow"] = ", ".join(
-            method
-            for method in _METHODS
-            if any(
-                route.matches({**request.scope, "method": method})[0] == Match.FULL
-                for route in routes
-            )
-        )
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 

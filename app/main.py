@@ -63,8 +63,6 @@ def create_app(
         title="Image service",
         version="0.1.0",
         summary="Upload, list, download and delete images through presigned S3 URLs.",
-        # Under an API Gateway stage the docs must fetch /<stage>/openapi.json.
-        root_path=settings.api_base_path,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)

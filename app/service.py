@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
 from app.errors import Conflict, InvalidImage, TooLarge, image_not_found
-from app.imaging import inspect_image
+from app.imaging import Dimensions, inspect_image
 from app.models import (
     CreateImageRequest,
     CreateImageResponse,
@@ -67,10 +67,38 @@ class ImageService:
         return record
 
     def create(self, user_id: str, request: CreateImageRequest) -> CreateImageResponse:
-        if request.size > self._settings.max_upload_bytes:
-            raise TooLarge(
-                f"size {request.size} exceeds the limit of {self._settings.max_upload_bytes} bytes"
-            )
+        limit = min(self._settings.max_upload_bytes, self._settings.max_bytes_per_user)
+        if request.size > limit:
+            raise TooLarge(f"size {request.size} exceeds the limit of {limit} bytes")
+        record, now = self._register(user_id, request)
+        ttl = self._settings.upload_url_ttl_seconds
+        url = self._store.presign_put(record.id, record.content_type, record.size, ttl)
+        return CreateImageResponse(
+            image=record.public(),
+            upload=UploadInstructions(
+                url=url,
+                headers={
+                    "Content-Type": record.content_type,
+                    "Content-Length": str(record.size),
+                    "x-amz-tagging": PENDING_TAGGING,
+                },
+                expires_at=now + timedelta(seconds=ttl),
+            ),
+        )
+
+    def upload_direct(self, user_id: str, request: CreateImageRequest, data: bytes) -> Image:
+        """The one-request upload for small files: verified before anything is written,
+        then stored exactly as a presigned upload and its confirm would store it."""
+        limit = min(self._settings.max_direct_bytes, self._settings.max_bytes_per_user)
+        if len(data) > limit:
+            raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
+        dims = self._verify(data[: self._settings.verify_prefix_bytes], request, len(data), "")
+        record, _ = self._register(user_id, request)
+        self._store.put_object(record.id, data, record.content_type)
+        return self._mark_ready(record, dims)
+
+    def _register(self, user_id: str, request: CreateImageRequest) -> tuple[ImageRecord, datetime]:
+        """Write the pending record (quota and upload bound checked in the same call)."""
         now = self._clock()
         record = ImageRecord(
             id=uuid.uuid4().hex,
@@ -88,20 +116,7 @@ class ImageService:
         self._store.put_pending(
             record, expires_at=int(pending_until.timestamp()), now=int(now.timestamp())
         )
-        ttl = self._settings.upload_url_ttl_seconds
-        url = self._store.presign_put(record.id, record.content_type, record.size, ttl)
-        return CreateImageResponse(
-            image=record.public(),
-            upload=UploadInstructions(
-                url=url,
-                headers={
-                    "Content-Type": record.content_type,
-                    "Content-Length": str(record.size),
-                    "x-amz-tagging": PENDING_TAGGING,
-                },
-                expires_at=now + timedelta(seconds=ttl),
-            ),
-        )
+        return record, now
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
@@ -111,23 +126,35 @@ class ImageService:
         if head is None:
             raise Conflict("Nothing uploaded yet: PUT the bytes to the upload URL, then confirm")
         try:
-            if head.total_size != record.size:
-                raise InvalidImage(f"Uploaded {head.total_size} bytes but declared {record.size}")
-            if head.content_type and head.content_type != record.content_type:
-                raise InvalidImage(
-                    f"Uploaded as {head.content_type} but declared {record.content_type}"
-                )
-            dims = inspect_image(head.data, record.content_type, head.total_size)
-            if dims.width * dims.height > self._settings.max_pixels:
-                raise InvalidImage(
-                    f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
-                )
+            dims = self._verify(head.data, record, head.total_size, head.content_type)
         except InvalidImage:
             # Bad bytes never stay in the bucket. The record stays pending, so the client
-            # may PUT again while its URL is valid; otherwise the TTL reaps it.
+            # may PUT again while its URL is valid; otherwise the sweep removes it.
             self._store.delete_object(image_id)
             raise
-        if not self._store.tag_confirmed(image_id):
+        return self._mark_ready(record, dims)
+
+    def _verify(
+        self,
+        head: bytes,
+        declared: ImageRecord | CreateImageRequest,
+        total_size: int,
+        stored_type: str,
+    ) -> Dimensions:
+        """The bytes are the declared size and type, and not absurdly many pixels."""
+        if total_size != declared.size:
+            raise InvalidImage(f"Uploaded {total_size} bytes but declared {declared.size}")
+        if stored_type and stored_type != declared.content_type:
+            raise InvalidImage(f"Uploaded as {stored_type} but declared {declared.content_type}")
+        dims = inspect_image(head, declared.content_type, total_size)
+        if dims.width * dims.height > self._settings.max_pixels:
+            raise InvalidImage(
+                f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
+            )
+        return dims
+
+    def _mark_ready(self, record: ImageRecord, dims: Dimensions) -> Image:
+        if not self._store.tag_confirmed(record.id):
             raise image_not_found()  # deleted while we were verifying it
         now = self._clock()
         ready = self._store.mark_ready(

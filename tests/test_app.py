@@ -23,6 +23,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = response.json()["paths"]
     assert set(paths) == {
         "/images",
+        "/images/direct",
         "/images/{image_id}",
         "/images/{image_id}/confirm",
         "/images/{image_id}/download",

@@ -171,3 +171,19 @@ def test_hostile_filename_survives_round_trip(api: httpx.Client) -> None:
     assert fallback.startswith('attachment; filename="')
     assert fallback.isascii()
     assert all(c not in fallback[len('attachment; filename="') : -1] for c in '"\\/;\t\x01')
+
+
+def test_direct_upload_over_http(api: httpx.Client) -> None:
+    data = make_image("image/gif", width=12, height=9)
+
+    created = api.post(
+        "/images/direct",
+        headers=_auth("alice"),
+        data={"title": "g"},
+        files={"file": ("g.gif", data, "image/gif")},
+    )
+    link = api.get(f"/images/{created.json()['id']}/download", headers=_auth("alice"))
+
+    assert created.status_code == 201
+    assert (created.json()["width"], created.json()["height"]) == (12, 9)
+    assert httpx.get(link.json()["url"]).content == data

@@ -540,6 +540,17 @@ class ImageStore:
                 raise
         return True
 
+    def put_object(self, image_id: str, data: bytes, content_type: str) -> None:
+        """What a client's presigned PUT does, for bytes the service received itself."""
+        with aws_call():
+            self._clients.s3.put_object(
+                Bucket=self._bucket,
+                Key=object_key(image_id),
+                Body=data,
+                ContentType=content_type,
+                Tagging=PENDING_TAGGING,
+            )
+
     def delete_object(self, image_id: str) -> None:
         # DeleteObject succeeds for a missing key, which makes retries free of special cases.
         with aws_call():

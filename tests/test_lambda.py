@@ -1,0 +1,263 @@
+"""The Lambda handler fed real API Gateway event shapes (tests/events/, adapted)."""
+
+import base64
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.storage.images import object_key
+from app.storage.resources import ensure_resources
+from tests.conftest import SECRET, bearer
+from tests.imagefiles import make_image
+from tests.lambda_events import (
+    Context,
+    function_url_event,
+    http_api_event,
+    response_json,
+    rest_api_event,
+)
+
+Loader = Callable[..., ModuleType]
+JWT_SETTINGS = Settings(jwt_secret=SECRET)
+
+
+@pytest.fixture
+def load_handler(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loader]:
+    """Import app.lambda_handler afresh (a cold start) with the given environment."""
+
+    def load(**env: str) -> ModuleType:
+        for name, value in {"IMAGES_JWT_SECRET": SECRET, **env}.items():
+            monkeypatch.setenv(name, value)
+        sys.modules.pop("app.lambda_handler", None)
+        module = importlib.import_module("app.lambda_handler")
+        ensure_resources(module.app.state.clients, module.settings)
+        return module
+
+    yield load
+    sys.modules.pop("app.lambda_handler", None)
+
+
+def _invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = module.handler(event, Context())
+    return response
+
+
+def _create_body(data: bytes | None = None, **fields: Any) -> str:
+    data = data if data is not None else make_image()
+    return json.dumps(
+        {"filename": "l.png", "content_type": "image/png", "size": len(data), **fields}
+    )
+
+
+def test_http_api_health(load_handler: Loader) -> None:
+    response = _invoke(load_handler(), http_api_event("GET", "/health"))
+
+    assert response["statusCode"] == 200
+    assert response_json(response) == {"status": "ok"}
+
+
+def test_http_api_uses_authorizer_claims_as_owner(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_AUTH_MODE="apigateway", IMAGES_CURSOR_SECRET="c" * 40)
+    json_headers = {"content-type": "application/json"}
+
+    created = _invoke(
+        module,
+        http_api_event(
+            "POST", "/images", body=_create_body(), headers=json_headers, claims={"sub": "carol"}
+        ),
+    )
+    image_id = response_json(created)["image"]["id"]
+    mine = _invoke(module, http_api_event("GET", f"/images/{image_id}", claims={"sub": "carol"}))
+    theirs = _invoke(module, http_api_event("GET", f"/images/{image_id}", claims={"sub": "dave"}))
+
+    assert created["statusCode"] == 201
+    assert mine["statusCode"] == 200
+    assert theirs["statusCode"] == 404
+    record = module.app.state.clients.dynamodb.get_item(
+        TableName="images", Key={"image_id": {"S": image_id}}
+    )["Item"]
+    assert record["user_id"] == {"S": "carol"}
+
+
+def test_http_api_without_claims_is_401(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_AUTH_MODE="apigateway", IMAGES_CURSOR_SECRET="c" * 40)
+
+    response = _invoke(module, http_api_event("GET", "/images", claims=None))
+
+    assert response["statusCode"] == 401
+    assert response_json(response) == {"detail": "No verified identity in the request"}
+
+
+def test_http_api_ignores_identity_headers_without_claims(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_AUTH_MODE="apigateway", IMAGES_CURSOR_SECRET="c" * 40)
+    forged = {**bearer(JWT_SETTINGS, "mallory"), "x-user-id": "carol"}
+
+    response = _invoke(module, http_api_event("GET", "/images", headers=forged, claims=None))
+
+    assert response["statusCode"] == 401
+
+
+def test_rest_api_uses_cognito_claims(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_AUTH_MODE="apigateway", IMAGES_CURSOR_SECRET="c" * 40)
+
+    created = _invoke(
+        module,
+        rest_api_event(
+            "POST",
+            "/images",
+            body=_create_body(),
+            claims={"sub": "erin"},
+            headers={"Content-Type": "application/json"},
+        ),
+    )
+    listed = _invoke(
+        module,
+        rest_api_event("GET", "/images", query={"status": "pending"}, claims={"sub": "erin"}),
+    )
+
+    assert created["statusCode"] == 201
+    assert listed["statusCode"] == 200
+    assert [i["id"] for i in response_json(listed)["items"]] == [
+        response_json(created)["image"]["id"]
+    ]
+
+
+def test_rest_api_without_claims_is_401(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_AUTH_MODE="apigateway", IMAGES_CURSOR_SECRET="c" * 40)
+
+    response = _invoke(module, rest_api_event("GET", "/images", claims=None))
+
+    assert response["statusCode"] == 401
+
+
+def test_base64_encoded_json_body_is_decoded(load_handler: Loader) -> None:
+    module = load_handler()
+    headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
+
+    response = _invoke(
+        module,
+        http_api_event(
+            "POST", "/images", body=_create_body(), headers=headers, base64_encoded=True
+        ),
+    )
+
+    assert response["statusCode"] == 201
+    assert response_json(response)["image"]["status"] == "pending"
+
+
+def test_binary_response_is_base64_encoded(load_handler: Loader) -> None:
+    response = _invoke(load_handler(), http_api_event("GET", "/favicon.ico"))
+
+    assert response["statusCode"] == 200
+    assert response["isBase64Encoded"] is True
+    assert base64.b64decode(response["body"]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_stage_prefix_is_stripped(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_API_BASE_PATH="/prod")
+
+    response = _invoke(module, http_api_event("GET", "/health", stage="prod"))
+
+    assert response["statusCode"] == 200
+    assert response_json(response) == {"status": "ok"}
+
+
+def test_docs_work_under_stage(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_API_BASE_PATH="/prod")
+
+    docs = _invoke(module, http_api_event("GET", "/docs", stage="prod"))
+    schema = _invoke(module, http_api_event("GET", "/openapi.json", stage="prod"))
+
+    assert docs["statusCode"] == 200
+    assert "/prod/openapi.json" in docs["body"]
+    assert schema["statusCode"] == 200
+    assert response_json(schema)["servers"] == [{"url": "/prod"}]
+
+
+def test_rest_api_under_stage_routes_by_resource_path(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_API_BASE_PATH="/prod")
+
+    response = _invoke(module, rest_api_event("GET", "/health", stage="prod"))
+
+    assert response["statusCode"] == 200
+
+
+def test_function_url_with_bearer_token(load_handler: Loader) -> None:
+    module = load_handler()
+
+    response = _invoke(
+        module, function_url_event("GET", "/images", headers=bearer(JWT_SETTINGS, "alice"))
+    )
+
+    assert response["statusCode"] == 200
+    assert response_json(response) == {"items": [], "next_cursor": None}
+
+
+def test_function_url_without_token_is_401(load_handler: Loader) -> None:
+    response = _invoke(load_handler(), function_url_event("GET", "/images"))
+
+    assert response["statusCode"] == 401
+    assert response["headers"]["www-authenticate"] == "Bearer"
+
+
+def test_request_id_is_lambdas(load_handler: Loader) -> None:
+    response = _invoke(load_handler(), http_api_event("GET", "/health"))
+
+    assert response["headers"]["x-request-id"] == Context.aws_request_id
+
+
+def _multipart(data: bytes, content_type: str, **fields: str) -> tuple[bytes, str]:
+    boundary = "----imagesboundary7MA4YWxkTrZu0gW"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), boundary
+
+
+def test_direct_upload_through_base64_event(load_handler: Loader) -> None:
+    module = load_handler()
+    data = make_image("image/png", width=20, height=10)
+    body, boundary = _multipart(data, "image/png", title="Direct", tags="Lambda")
+    headers = {
+        "content-type": f"multipart/form-data; boundary={boundary}",
+        **bearer(JWT_SETTINGS, "alice"),
+    }
+
+    response = _invoke(
+        module,
+        http_api_event("POST", "/images/direct", body=body, headers=headers, base64_encoded=True),
+    )
+
+    assert response["statusCode"] == 201
+    image = response_json(response)
+    assert (image["status"], image["width"], image["height"]) == ("ready", 20, 10)
+    assert (image["title"], image["tags"], image["filename"]) == ("Direct", ["lambda"], "d.png")
+    stored = module.app.state.clients.s3.get_object(Bucket="images", Key=object_key(image["id"]))
+    assert stored["Body"].read() == data
+
+
+def test_scheduled_event_runs_the_sweep(load_handler: Loader) -> None:
+    module = load_handler(IMAGES_PENDING_TTL_SECONDS="1")
+    headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
+    _invoke(module, http_api_event("POST", "/images", body=_create_body(), headers=headers))
+    time.sleep(2.1)  # past the 1 s deadline, counted in whole seconds
+
+    response = module.handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, Context()
+    )
+
+    assert response == {"removed": 1}
