@@ -26,6 +26,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check app tests
 	$(BIN)/ruff format --check app tests
 	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
 
 pytest: $(VENV)/.dev
 	$(BIN)/pytest
