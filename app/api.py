@@ -1,4 +1,9 @@
-"""The image API: thin routes over ImageService. Every route needs a bearer token."""
+"""The image API: thin routes over ImageService. Every route needs a bearer token.
+
+Routes are `async` and hand only the blocking service call (boto3) to the threadpool:
+a plain `def` route costs a second thread hop, FastAPI validating its response there
+too, which measured as most of the service's per-request overhead (docs/benchmarks.md).
+"""
 
 from typing import Annotated
 
@@ -14,6 +19,7 @@ from fastapi import (
     UploadFile,
     status,
 )
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
@@ -31,7 +37,8 @@ from app.models import (
 from app.service import ImageService
 
 
-def _service(request: Request) -> ImageService:
+# async: FastAPI runs a plain `def` dependency in its threadpool, one thread hop each.
+async def _service(request: Request) -> ImageService:
     service: ImageService = request.app.state.service
     return service
 
@@ -57,9 +64,11 @@ router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
         429: {"description": "Image quota or upload rate reached"},
     },
 )
-def create_image(body: CreateImageRequest, user: UserId, service: Service) -> CreateImageResponse:
+async def create_image(
+    body: CreateImageRequest, user: UserId, service: Service
+) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
-    return service.create(user, body)
+    return await run_in_threadpool(service.create, user, body)
 
 
 @router.post(
@@ -70,7 +79,7 @@ def create_image(body: CreateImageRequest, user: UserId, service: Service) -> Cr
         429: {"description": "Image quota or upload rate reached"},
     },
 )
-def upload_direct(
+async def upload_direct(
     *,
     file: Annotated[UploadFile, File(description="The image (jpeg, png, gif or webp)")],
     user: UserId,
@@ -80,7 +89,7 @@ def upload_direct(
     tags: Annotated[list[str] | None, Form(description="Repeat the field per tag")] = None,
 ) -> Image:
     """Upload a small image in one multipart request; verified like confirm, answered ready."""
-    data = file.file.read()  # bounded by the body size limit before we get here
+    data = await file.read()  # bounded by the body size limit before we get here
     try:
         declared = CreateImageRequest(
             filename=file.filename or "",
@@ -95,7 +104,7 @@ def upload_direct(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from exc
-    return service.upload_direct(user, declared, data)
+    return await run_in_threadpool(service.upload_direct, user, declared, data)
 
 
 @router.post(
@@ -108,15 +117,15 @@ def upload_direct(
         429: {"description": "Image quota reached"},
     },
 )
-def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:
+async def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:
     """Verify the uploaded bytes and make the image ready; safe to repeat."""
-    return service.confirm(user, image_id)
+    return await run_in_threadpool(service.confirm, user, image_id)
 
 
 @router.get("/{image_id}", responses=_MISSING)
-def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
+async def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
     """Return one image's metadata."""
-    return service.get(user, image_id)
+    return await run_in_threadpool(service.get, user, image_id)
 
 
 @router.get(
@@ -128,14 +137,14 @@ def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
         409: {"description": "Not confirmed yet"},
     },
 )
-def download_image(
+async def download_image(
     image_id: PathId,
     user: UserId,
     service: Service,
     redirect: Annotated[bool, Query(description="Answer 307 to the URL instead of JSON")] = False,
 ) -> DownloadLink | RedirectResponse:
     """Return a short-lived presigned GET URL for the image's bytes."""
-    link = service.download(user, image_id)
+    link = await run_in_threadpool(service.download, user, image_id)
     if redirect:
         return RedirectResponse(link.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     return link
@@ -145,13 +154,15 @@ def download_image(
     "",
     responses={400: {"description": "The cursor is not one this API issued to you for this query"}},
 )
-def list_images(query: Annotated[ListQuery, Query()], user: UserId, service: Service) -> ImageList:
+async def list_images(
+    query: Annotated[ListQuery, Query()], user: UserId, service: Service
+) -> ImageList:
     """List your images, newest first, one page at a time (follow `next_cursor`)."""
-    return service.list(user, query)
+    return await run_in_threadpool(service.list, user, query)
 
 
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_image(image_id: PathId, user: UserId, service: Service) -> Response:
+async def delete_image(image_id: PathId, user: UserId, service: Service) -> Response:
     """Delete an image's bytes and record; 204 whether or not it existed."""
-    service.delete(user, image_id)
+    await run_in_threadpool(service.delete, user, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

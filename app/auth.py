@@ -77,7 +77,8 @@ def issue_token(settings: Settings, subject: str, ttl_seconds: int) -> str:
 _bearer = HTTPBearer(auto_error=False, description="HS256 JWT; the owner is its `sub`")
 
 
-def current_user(
+# async: a `def` dependency would cost a threadpool hop per request; this never blocks.
+async def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:

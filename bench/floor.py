@@ -1,0 +1,68 @@
+"""The floors the service is measured against: the least an app can do for the same job.
+
+One FastAPI route, Mangum, and boto3 S3 and DynamoDB clients built the same way the
+service builds them; nothing of the service's own code.
+"""
+
+import os
+import uuid
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from fastapi import FastAPI
+from mangum import Mangum
+
+IMAGE = {
+    "id": "0123456789abcdef0123456789abcdef",
+    "filename": "photo.png",
+    "content_type": "image/png",
+    "size": 1234,
+    "status": "ready",
+    "title": None,
+    "description": None,
+    "tags": [],
+    "created_at": "2026-01-01T00:00:00.000000Z",
+    "uploaded_at": "2026-01-01T00:00:01.000000Z",
+    "width": 32,
+    "height": 24,
+}
+
+
+def floor_app(endpoint: str | None = None, table: str = "images") -> FastAPI:
+    """Routes returning the service's JSON after the single DynamoDB call each makes."""
+    session = boto3.session.Session(region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+    app = FastAPI()
+    app.state.s3 = session.client("s3", endpoint_url=endpoint, config=config)
+    app.state.dynamodb = ddb = session.client("dynamodb", endpoint_url=endpoint, config=config)
+
+    @app.get("/image")
+    def image() -> dict[str, Any]:
+        return IMAGE
+
+    @app.get("/get")
+    def get() -> dict[str, Any]:
+        ddb.get_item(TableName=table, Key={"image_id": {"S": IMAGE["id"]}})
+        return IMAGE
+
+    @app.post("/put")
+    def put() -> dict[str, Any]:
+        ddb.put_item(TableName=table, Item={"image_id": {"S": uuid.uuid4().hex},
+                                            "user_id": {"S": "floor"},
+                                            "created_at": {"S": IMAGE["created_at"]}})
+        return IMAGE
+
+    @app.get("/query")
+    def query() -> dict[str, Any]:
+        ddb.query(TableName=table, IndexName="user_id-created_at",
+                  KeyConditionExpression="user_id = :u",
+                  ExpressionAttributeValues={":u": {"S": "floor"}}, Limit=21,
+                  ScanIndexForward=False)
+        return {"items": [IMAGE], "next_cursor": None}
+
+    return app
+
+
+def floor_handler() -> Mangum:
+    return Mangum(floor_app(), lifespan="off")
