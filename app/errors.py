@@ -87,8 +87,18 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     return SafeJSONResponse({"detail": errors}, status_code=422)
 
 
-async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)  # noqa: S101 - registered for ServiceError only
+    if exc.status >= 500:
+        # What on-call needs: which AWS error, on which route (codes only, no payloads).
+        log.warning(
+            "%s %s -> %s: %s (%r)",
+            request.method,
+            request.url.path,
+            exc.status,
+            exc.detail,
+            exc.__cause__,
+        )
     return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
 

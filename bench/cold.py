@@ -6,26 +6,38 @@ import sys
 
 
 def main(kind: str) -> None:
-    from botocore.stub import Stubber  # noqa: PLC0415
+    from botocore.stub import Stubber
 
-    from bench.events import Context, event  # noqa: PLC0415
+    from bench.events import Context, event
 
-    item = {"Item": {
-        "image_id": {"S": "0123456789abcdef0123456789abcdef"}, "user_id": {"S": "bench"},
-        "created_at": {"S": "2026-01-01T00:00:00.000000Z"}, "filename": {"S": "p.png"},
-        "content_type": {"S": "image/png"}, "size": {"N": "1234"}, "status": {"S": "ready"},
-        "tags": {"L": []}, "uploaded_at": {"S": "2026-01-01T00:00:01.000000Z"},
-        "width": {"N": "32"}, "height": {"N": "24"}}}
+    item = {
+        "Item": {
+            "image_id": {"S": "0123456789abcdef0123456789abcdef"},
+            "user_id": {"S": "bench"},
+            "created_at": {"S": "2026-01-01T00:00:00.000000Z"},
+            "filename": {"S": "p.png"},
+            "content_type": {"S": "image/png"},
+            "size": {"N": "1234"},
+            "status": {"S": "ready"},
+            "tags": {"L": []},
+            "uploaded_at": {"S": "2026-01-01T00:00:01.000000Z"},
+            "width": {"N": "32"},
+            "height": {"N": "24"},
+        }
+    }
     if kind == "app":
-        from app.lambda_handler import app, handler  # noqa: PLC0415
+        from app.lambda_handler import app, handler
 
         ddb = app.state.clients.dynamodb
-        request = event("GET", "/images/0123456789abcdef0123456789abcdef",
-                        headers={"authorization": f"Bearer {os.environ['BENCH_TOKEN']}"})
+        request = event(
+            "GET",
+            "/images/0123456789abcdef0123456789abcdef",
+            headers={"authorization": f"Bearer {os.environ['BENCH_TOKEN']}"},
+        )
     else:
-        from mangum import Mangum  # noqa: PLC0415
+        from mangum import Mangum
 
-        from bench.floor import floor_app  # noqa: PLC0415
+        from bench.floor import floor_app
 
         floor = floor_app()
         handler = Mangum(floor, lifespan="off")

@@ -19,13 +19,20 @@ class Context:
         return 30_000
 
 
-def event(method: str, path: str, headers: dict[str, str] | None = None,
-          body: str | None = None, query: str = "") -> dict[str, Any]:
+def event(
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    query: str = "",
+) -> dict[str, Any]:
     built = copy.deepcopy(_SAMPLE)
     built["rawPath"] = built["requestContext"]["http"]["path"] = path
     built["requestContext"]["http"]["method"] = method
     built["rawQueryString"] = query
-    built["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&")) if query else None
+    built["queryStringParameters"] = (
+        dict(p.split("=", 1) for p in query.split("&")) if query else None
+    )
     built["headers"] = {"host": "bench", **(headers or {})}
     built["cookies"] = []
     built["body"] = body

@@ -48,21 +48,66 @@ def floor_app(endpoint: str | None = None, table: str = "images") -> FastAPI:
 
     @app.post("/put")
     def put() -> dict[str, Any]:
-        ddb.put_item(TableName=table, Item={"image_id": {"S": uuid.uuid4().hex},
-                                            "user_id": {"S": "floor"},
-                                            "created_at": {"S": IMAGE["created_at"]}})
+        # The service's create is one transaction of this shape: the record, a quota
+        # check, an upload counter. Same call, same cost on the emulator.
+        ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table,
+                        "ConditionExpression": "attribute_not_exists(image_id)",
+                        "Item": {
+                            "image_id": {"S": uuid.uuid4().hex},
+                            "user_id": {"S": "floor"},
+                            "created_at": {"S": IMAGE["created_at"]},
+                        },
+                    }
+                },
+                {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": {"image_id": {"S": "usage#floor"}},
+                        "ConditionExpression": "attribute_not_exists(images)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": {"image_id": {"S": "uploads#floor"}},
+                        "UpdateExpression": "ADD started :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        )
         return IMAGE
 
     @app.get("/query")
     def query() -> dict[str, Any]:
-        ddb.query(TableName=table, IndexName="user_id-created_at",
-                  KeyConditionExpression="user_id = :u",
-                  ExpressionAttributeValues={":u": {"S": "floor"}}, Limit=21,
-                  ScanIndexForward=False)
-        return {"items": [IMAGE], "next_cursor": None}
+        # The service's unfiltered list page: same index, key, filter and limit, over
+        # the same user's rows (BENCH_LIST_USER), so the emulator does the same work.
+        ddb.query(
+            TableName=table,
+            IndexName="user_id-created_at",
+            KeyConditionExpression="user_id = :user",
+            FilterExpression="#status = :status",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":user": {"S": os.environ.get("BENCH_LIST_USER", "floor")},
+                ":status": {"S": "ready"},
+            },
+            Limit=21,
+            ScanIndexForward=False,
+        )
+        return {"items": [IMAGE] * 20, "next_cursor": None}
 
     return app
 
 
 def floor_handler() -> Mangum:
     return Mangum(floor_app(), lifespan="off")
+
+
+def from_env() -> FastAPI:
+    """`uvicorn bench.floor:from_env --factory`, against AWS_ENDPOINT_URL."""
+    return floor_app(os.environ.get("AWS_ENDPOINT_URL"))

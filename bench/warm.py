@@ -30,13 +30,17 @@ def _png(width: int, height: int) -> bytes:
     """A real RGB PNG, built by hand: what confirm's ranged GET returns."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     rows = b"".join(b"\0" + b"\x80" * 3 * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 PNG = _png(4, 3)
@@ -44,19 +48,27 @@ PNG = _png(4, 3)
 
 def _item(status: str = "ready", user: str = "bench") -> dict[str, Any]:
     item: dict[str, Any] = {
-        "image_id": {"S": IMAGE_ID}, "user_id": {"S": user},
-        "created_at": {"S": "2026-01-01T00:00:00.000000Z"}, "filename": {"S": "p.png"},
-        "content_type": {"S": "image/png"}, "size": {"N": str(len(PNG))}, "status": {"S": status},
-        "tags": {"L": []}}
+        "image_id": {"S": IMAGE_ID},
+        "user_id": {"S": user},
+        "created_at": {"S": "2026-01-01T00:00:00.000000Z"},
+        "filename": {"S": "p.png"},
+        "content_type": {"S": "image/png"},
+        "size": {"N": str(len(PNG))},
+        "status": {"S": status},
+        "tags": {"L": []},
+    }
     if status == "ready":
-        item |= {"uploaded_at": {"S": "2026-01-01T00:00:01.000000Z"},
-                 "width": {"N": "4"}, "height": {"N": "3"}}
+        item |= {
+            "uploaded_at": {"S": "2026-01-01T00:00:01.000000Z"},
+            "width": {"N": "4"},
+            "height": {"N": "3"},
+        }
     return item
 
 
 def _stubs(stub_s3: Stubber, stub_ddb: Stubber, name: str) -> None:
     """Queue the AWS answers one request of `name` consumes."""
-    if name == "get" or name == "download":
+    if name in {"get", "download"}:
         stub_ddb.add_response("get_item", {"Item": _item()})
     elif name == "create":
         stub_ddb.add_response("transact_write_items", {})
@@ -68,9 +80,15 @@ def _stubs(stub_s3: Stubber, stub_ddb: Stubber, name: str) -> None:
         stub_ddb.add_response("transact_write_items", {})
     elif name == "confirm":
         stub_ddb.add_response("get_item", {"Item": _item("pending")})
-        stub_s3.add_response("get_object", {
-            "Body": StreamingBody(io.BytesIO(PNG), len(PNG)), "ContentLength": len(PNG),
-            "ContentRange": f"bytes 0-{len(PNG) - 1}/{len(PNG)}", "ContentType": "image/png"})
+        stub_s3.add_response(
+            "get_object",
+            {
+                "Body": StreamingBody(io.BytesIO(PNG), len(PNG)),
+                "ContentLength": len(PNG),
+                "ContentRange": f"bytes 0-{len(PNG) - 1}/{len(PNG)}",
+                "ContentType": "image/png",
+            },
+        )
         stub_s3.add_response("put_object_tagging", {})
         stub_ddb.add_response("transact_write_items", {})
 
@@ -79,8 +97,10 @@ def _requests(token: str) -> dict[str, tuple[dict[str, Any], int]]:
     auth = {"authorization": f"Bearer {token}"}
     body = json.dumps({"filename": "p.png", "content_type": "image/png", "size": len(PNG)})
     return {
-        "create": (event("POST", "/images", {**auth, "content-type": "application/json"},
-                         body), 201),
+        "create": (
+            event("POST", "/images", {**auth, "content-type": "application/json"}, body),
+            201,
+        ),
         "get": (event("GET", f"/images/{IMAGE_ID}", auth), 200),
         "download": (event("GET", f"/images/{IMAGE_ID}/download", auth), 200),
         "list": (event("GET", "/images", auth), 200),
@@ -105,35 +125,73 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
     serialization, endpoint resolution, event hooks), and on one presigned URL."""
     s3, ddb = app.state.clients.s3, app.state.clients.dynamodb
     key = {"image_id": {"S": IMAGE_ID}}
-    body = {"Body": b"x"}
     calls: dict[str, tuple[Stubber, Callable[[], Any], dict[str, Any]]] = {
-        "get_item": (stub_ddb, lambda: ddb.get_item(TableName="images", Key=key),
-                     {"Item": _item()}),
-        "query": (stub_ddb, lambda: ddb.query(
-            TableName="images", IndexName="user_id-created_at",
-            KeyConditionExpression="user_id = :u",
-            ExpressionAttributeValues={":u": {"S": "bench"}}, Limit=21),
-            {"Items": [_item()] * 20, "Count": 20, "ScannedCount": 20}),
-        "update_item": (stub_ddb, lambda: ddb.update_item(
-            TableName="images", Key=key, UpdateExpression="SET a = :a",
-            ExpressionAttributeValues={":a": {"S": "x"}}), {}),
-        "transact_write_items": (stub_ddb, lambda: ddb.transact_write_items(TransactItems=[
-            {"Put": {"TableName": "images", "Item": _item()}},
-            {"Update": {"TableName": "images", "Key": key, "UpdateExpression": "ADD n :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}}}}]), {}),
+        "get_item": (
+            stub_ddb,
+            lambda: ddb.get_item(TableName="images", Key=key),
+            {"Item": _item()},
+        ),
+        "query": (
+            stub_ddb,
+            lambda: ddb.query(
+                TableName="images",
+                IndexName="user_id-created_at",
+                KeyConditionExpression="user_id = :u",
+                ExpressionAttributeValues={":u": {"S": "bench"}},
+                Limit=21,
+            ),
+            {"Items": [_item()] * 20, "Count": 20, "ScannedCount": 20},
+        ),
+        "update_item": (
+            stub_ddb,
+            lambda: ddb.update_item(
+                TableName="images",
+                Key=key,
+                UpdateExpression="SET a = :a",
+                ExpressionAttributeValues={":a": {"S": "x"}},
+            ),
+            {},
+        ),
+        "transact_write_items": (
+            stub_ddb,
+            lambda: ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "images", "Item": _item()}},
+                    {
+                        "Update": {
+                            "TableName": "images",
+                            "Key": key,
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                ]
+            ),
+            {},
+        ),
         "delete_object": (stub_s3, lambda: s3.delete_object(Bucket="images", Key="k"), {}),
-        "put_object_tagging": (stub_s3, lambda: s3.put_object_tagging(
-            Bucket="images", Key="k", Tagging={"TagSet": [{"Key": "state", "Value": "ready"}]}),
-            {}),
-        "get_object": (stub_s3, lambda: s3.get_object(Bucket="images", Key="k",
-                                                      Range="bytes=0-99"), body),
+        "put_object_tagging": (
+            stub_s3,
+            lambda: s3.put_object_tagging(
+                Bucket="images", Key="k", Tagging={"TagSet": [{"Key": "state", "Value": "ready"}]}
+            ),
+            {},
+        ),
+        "get_object": (
+            stub_s3,
+            lambda: s3.get_object(Bucket="images", Key="k", Range="bytes=0-99"),
+            {},
+        ),
     }
     costs: dict[str, float] = {}
-    for name, (stub, call, response) in calls.items():
+    for name, (stub, call, canned) in calls.items():
         samples = []
         for _ in range(n):
-            if name == "get_object":
-                response = {"Body": StreamingBody(io.BytesIO(PNG), len(PNG))}
+            response = (
+                {"Body": StreamingBody(io.BytesIO(PNG), len(PNG))}
+                if name == "get_object"
+                else canned
+            )
             stub.add_response(name, response)
             started = time.perf_counter()
             call()
@@ -142,15 +200,21 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
     presign_samples = []
     for _ in range(n):
         started = time.perf_counter()
-        s3.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "k"},
-                                  ExpiresIn=300)
+        s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "images", "Key": "k"}, ExpiresIn=300
+        )
         presign_samples.append(time.perf_counter() - started)
     costs["presign"] = statistics.median(presign_samples) * 1000
     return costs
 
 
-def _time(handler: Callable[..., dict[str, Any]], request: dict[str, Any], status: int,
-          n: int, before: Callable[[], None]) -> list[float]:
+def _time(
+    handler: Callable[..., dict[str, Any]],
+    request: dict[str, Any],
+    status: int,
+    n: int,
+    before: Callable[[], None],
+) -> list[float]:
     samples = []
     for _ in range(n):
         before()
@@ -164,8 +228,10 @@ def _time(handler: Callable[..., dict[str, Any]], request: dict[str, Any], statu
 
 def _summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1000}
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1000,
+    }
 
 
 def run(n: int = 2000) -> dict[str, Any]:
@@ -190,6 +256,7 @@ def run(n: int = 2000) -> dict[str, Any]:
         costs = _client_costs(app, stub_s3, stub_ddb, n)
         results["client_side_ms"] = costs
         for name, (request, status) in _requests(token).items():
+
             def queue(name: str = name) -> None:
                 _stubs(stub_s3, stub_ddb, name)
 

@@ -161,3 +161,40 @@ def test_create_fault_then_retry_creates_one_usable_image(
     assert failed.status_code == 503
     assert retried.status_code == 201
     assert client.get(f"/images/{retried.json()['image']['id']}", headers=alice).status_code == 200
+
+
+def test_transaction_conflict_is_retried(
+    client: TestClient,
+    alice: dict[str, str],
+    clients: AwsClients,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = clients.dynamodb.transact_write_items
+    conflicts = [2]
+
+    def conflicting(**kwargs: Any) -> Any:
+        if conflicts[0]:
+            conflicts[0] -= 1
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                    "CancellationReasons": [
+                        {"Code": "None"},
+                        {"Code": "TransactionConflict"},
+                        {"Code": "None"},
+                    ],
+                },  # type: ignore[typeddict-unknown-key]
+                "TransactWriteItems",
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(clients.dynamodb, "transact_write_items", conflicting)
+
+    response = client.post(
+        "/images",
+        headers=alice,
+        json={"filename": "a.png", "content_type": "image/png", "size": 10},
+    )
+
+    assert response.status_code == 201
+    assert conflicts == [0]

@@ -1,6 +1,8 @@
 """The images table and bucket: each method is one or two AWS calls, no more."""
 
+import random
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -160,8 +162,24 @@ def _cancellation(exc: ClientError) -> list[dict[str, Any]]:
     return reasons
 
 
+def _reasons(exc: ClientError) -> str:
+    return ",".join(str(reason.get("Code")) for reason in _cancellation(exc))
+
+
 def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
     return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
+# Concurrent transactions on one item (a user's usage item, their upload counter)
+# cancel each other with TransactionConflict, and botocore does not retry those. A
+# cancelled transaction applied nothing, so trying again is safe.
+CONFLICT_RETRIES = 3
+
+
+def _conflicted(exc: ClientError) -> bool:
+    return error_code(exc) == "TransactionCanceledException" and any(
+        reason.get("Code") == "TransactionConflict" for reason in _cancellation(exc)
+    )
 
 
 class ImageStore:
@@ -177,6 +195,17 @@ class ImageStore:
         )
 
     # --- DynamoDB --------------------------------------------------------------------
+
+    def _transact(self, items: list[Any]) -> None:
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self._clients.dynamodb.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                if not _conflicted(exc) or attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0.005, 0.02) * 2**attempt)  # noqa: S311 - jitter
+            else:
+                return
 
     def _quota_error(self, usage: dict[str, Any] | None, size: int) -> Exception:
         images = int(usage["images"]["N"]) if usage and "images" in usage else 0
@@ -205,8 +234,8 @@ class ImageStore:
         window_end = window + self.quotas.window_seconds
         with aws_call():
             try:
-                self._clients.dynamodb.transact_write_items(
-                    TransactItems=[
+                self._transact(
+                    [
                         {
                             "Put": {
                                 "TableName": self._table,
@@ -247,7 +276,7 @@ class ImageStore:
                         f"per {self.quotas.window_seconds} s",
                         headers={"Retry-After": str(max(1, window_end - now))},
                     ) from exc
-                raise Unavailable("Could not create the image, retry") from exc
+                raise Unavailable(f"Could not create the image, retry ({_reasons(exc)})") from exc
 
     def get(self, image_id: str) -> ImageRecord | None:
         with aws_call():
@@ -276,8 +305,8 @@ class ImageStore:
         }
         with aws_call():
             try:
-                self._clients.dynamodb.transact_write_items(
-                    TransactItems=[
+                self._transact(
+                    [
                         {
                             "Update": {
                                 "TableName": self._table,
@@ -318,7 +347,7 @@ class ImageStore:
                     raise image_not_found() from exc
                 if _failed(reasons, 1):
                     raise self._quota_error(reasons[1].get("Item"), record.size) from exc
-                raise Unavailable("Could not confirm the image, retry") from exc
+                raise Unavailable(f"Could not confirm the image, retry ({_reasons(exc)})") from exc
         return replace(record, status="ready", uploaded_at=uploaded_at, width=width, height=height)
 
     def mark_deleting(
@@ -373,8 +402,8 @@ class ImageStore:
                 if record.uploaded_at is None:  # never confirmed: never counted
                     self._clients.dynamodb.delete_item(**delete)
                     return
-                self._clients.dynamodb.transact_write_items(
-                    TransactItems=[
+                self._transact(
+                    [
                         {"Delete": cast("DeleteTypeDef", delete)},
                         {
                             "Update": {

@@ -1,0 +1,253 @@
+"""`make bench`: every benchmark in one run, then docs/benchmarks.md and its plots.
+
+Figures are ratios against a floor measured in the same run, or exact counts; absolute
+times are printed for context, never asserted. `--quick` is the tiny version the test
+suite runs so the benchmarks cannot rot.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench import coldstart, presign, scale, throughput, warm
+
+GOALS = {"cold_ratio": 1.15, "warm_p50_ms": 0.3, "warm_p99_ms": 1.0, "throughput_ratio": 0.6}
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    started = time.perf_counter()
+    results = {
+        "cold_start": coldstart.run(runs=2 if quick else 15),
+        "warm": warm.run(n=30 if quick else 2000),
+        "throughput": throughput.run(
+            concurrency=4 if quick else 16, seconds=0.5 if quick else 5, rounds=1 if quick else 2
+        ),
+        "scale": scale.run(
+            sizes=(50, 150) if quick else (100, 1000, 10_000), pages=2 if quick else 3
+        ),
+        "presign": presign.run(n=50 if quick else 2000),
+    }
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[str]:
+    names = []
+    endpoints = results["warm"]["endpoints"]
+    labels = list(endpoints)
+    client = [endpoints[e]["client_side_ms"] for e in labels]
+    own = [max(0.0, endpoints[e]["own_code_ms"]) for e in labels]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(labels, client, label="botocore client side (stubbed calls, presigning)")
+    ax.bar(labels, own, bottom=client, label="service code")
+    ax.axhline(GOALS["warm_p50_ms"], color="grey", linestyle="--", label="goal: 0.3 ms")
+    ax.set_ylabel("p50 ms over the bare route")
+    ax.set_title("Warm request overhead through Mangum")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-warm.png", dpi=110)
+    names.append("bench-warm.png")
+
+    sizes = sorted(results["scale"]["sizes"], key=int)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for kind, marker in (("unfiltered", "o"), ("filtered", "s")):
+        rows = [results["scale"]["sizes"][s][kind] for s in sizes]
+        left.plot(
+            [int(s) for s in sizes],
+            [r["queries_per_page"] for r in rows],
+            marker=marker,
+            label=kind,
+        )
+        right.plot(
+            [int(s) for s in sizes],
+            [r["items_read_per_page"] for r in rows],
+            marker=marker,
+            label=kind,
+        )
+    for axis, title in ((left, "Queries per page"), (right, "Items read per page")):
+        axis.set_xscale("log")
+        axis.set_xlabel("images in the table")
+        axis.set_title(title)
+        axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-scale.png", dpi=110)
+    names.append("bench-scale.png")
+
+    scenarios = results["throughput"]["scenarios"]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(scenarios), [s["ratio"] for s in scenarios.values()])
+    ax.axhline(GOALS["throughput_ratio"], color="grey", linestyle="--", label="goal: 0.6")
+    ax.set_ylabel("service rps / floor rps")
+    ax.set_title("Throughput under uvicorn, moto server behind")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-throughput.png", dpi=110)
+    names.append("bench-throughput.png")
+    plt.close("all")
+    return names
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def render(results: dict[str, Any], plots: list[str]) -> str:
+    cold, hot, tput = results["cold_start"], results["warm"], results["throughput"]
+    pre, foot = results["presign"], cold["footprint"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` ({results['seconds']:.0f} s, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}). Each figure is a ratio "
+        "against a floor measured in the same run, or an exact count; absolute times are "
+        "context only (this machine is shared and noisy).",
+        "",
+        "## 1. Cold start",
+        "",
+        f"Median of {cold['runs']} fresh processes each (interleaved) that import the handler "
+        "and serve one HTTP API v2 event, `GET /images/{id}`, DynamoDB stubbed. Floor: a bare "
+        "FastAPI app with one route, Mangum, and boto3 S3 and DynamoDB clients.",
+        "",
+        "| | service | floor | ratio | goal |",
+        "|---|---|---|---|---|",
+        f"| wall time | {cold['service_ms']:.0f} ms | {cold['floor_ms']:.0f} ms | "
+        f"{cold['ratio']:.2f} | ≤ {GOALS['cold_ratio']} ({_mark(cold['ratio'] <= GOALS['cold_ratio'])}) |",
+        "",
+        f"Runtime footprint (what `Dockerfile.lambda` installs): {foot['packages']} packages, "
+        f"{foot['total_mb']:.1f} MB, of which the AWS SDK (boto3, botocore, s3transfer, "
+        f"jmespath) is {foot['aws_sdk_mb']:.1f} MB and already in the Lambda base image. "
+        "Largest: " + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in foot["largest"]) + ".",
+        "",
+        "## 2. Warm overhead",
+        "",
+        f"{hot['requests_per_endpoint']} requests per endpoint through Mangum in one process, "
+        f"AWS stubbed with botocore's Stubber, against a bare route returning the same JSON "
+        f"(p50 {hot['bare']['p50_ms']:.2f} ms, p99 {hot['bare']['p99_ms']:.2f} ms). "
+        "*Client side* is what botocore spends on the endpoint's calls even when stubbed "
+        "(parameter validation, serialization, endpoint rules, event hooks) plus presigning, "
+        "measured call by call in the same run; *service code* is the rest.",
+        "",
+        "| endpoint | AWS calls | p50 | p99 | p50 over bare | p99 over bare | client side | service code |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in hot["endpoints"].items():
+        lines.append(
+            f"| {name} | {row['aws_calls']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
+            f"{row['p50_over_bare_ms']:.2f} ms | {row['p99_over_bare_ms']:.2f} ms | "
+            f"{row['client_side_ms']:.2f} ms | {row['own_code_ms']:.2f} ms |"
+        )
+    costs = ", ".join(f"{k} {v * 1000:.0f} µs" for k, v in hot["client_side_ms"].items())
+    met_p50 = [
+        n for n, r in hot["endpoints"].items() if r["p50_over_bare_ms"] <= GOALS["warm_p50_ms"]
+    ]
+    met_p99 = [
+        n for n, r in hot["endpoints"].items() if r["p99_over_bare_ms"] <= GOALS["warm_p99_ms"]
+    ]
+    lines += [
+        "",
+        f"Goal p50 within {GOALS['warm_p50_ms']} ms of the bare route: met by "
+        f"{', '.join(met_p50) or 'none'}; p99 within {GOALS['warm_p99_ms']} ms: met by "
+        f"{', '.join(met_p99) or 'none'}. Per stubbed call: {costs}.",
+        "",
+        "What limits it, measured: every AWS call costs its botocore client-side time even "
+        "with no network (the *client side* column; an endpoint with four calls cannot be "
+        "within 0.3 ms of a route that makes none). The service's own share is JWT "
+        "verification, the body-limit and request-id middleware with its JSON access line, "
+        "pydantic validation of request and response, and for list the 20 items and the "
+        "cursor MAC. Profiling found the largest part was thread hops: plain `def` "
+        "dependencies and routes cost a threadpool round trip each (and FastAPI validates a "
+        "`def` route's response in the threadpool too); routes are now `async` and hand "
+        "only the boto3 call to the threadpool, which halved `get`'s overhead.",
+        "",
+        f"![warm overhead]({plots[0]})",
+        "",
+        "## 3. Throughput",
+        "",
+        f"uvicorn (one process) with {tput['concurrency']} concurrent clients on loopback "
+        f"(a separate load-generator process), {tput['seconds']} s per measurement, against "
+        "one moto server. Floor: a bare FastAPI app making the same single DynamoDB call "
+        "(the same create transaction, the same GetItem, the same Query with its filter) "
+        "on the same emulator.",
+        "",
+        "| scenario | service rps | floor rps | ratio | goal | service p50 / p99 | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in tput["scenarios"].items():
+        lines.append(
+            f"| {name} | {row['service_rps']:.0f} | {row['floor_rps']:.0f} | "
+            f"{row['ratio']:.2f} | ≥ {GOALS['throughput_ratio']} "
+            f"({_mark(row['ratio'] >= GOALS['throughput_ratio'])}) | "
+            f"{row['service_p50_ms']:.0f} / {row['service_p99_ms']:.0f} ms | "
+            f"{row['service_errors']} |"
+        )
+    lines += [
+        "",
+        "The emulator is the bottleneck in every scenario (one Python process; its "
+        "transactions and queries slow down as the create scenario fills the table), which "
+        "is why both sides are measured alternately. Errors, when any, were moto answering "
+        "500 to concurrent transactions; the service answered 503 with `Retry-After`.",
+        "",
+        f"![throughput]({plots[2]})",
+        "",
+        "## 4. List cost at scale",
+        "",
+        f"Exact counts from botocore's events, {results['scale']['users']} users, limit 20, "
+        f"averaged over the first {results['scale']['pages']} pages of one user; the filter "
+        "(`content_type=image/gif`) matches 1 in 5 of that user's images.",
+        "",
+        "| images | unfiltered: queries / items read | filtered: queries / items read / items |",
+        "|---|---|---|",
+    ]
+    for size, row in sorted(results["scale"]["sizes"].items(), key=lambda kv: int(kv[0])):
+        u, f = row["unfiltered"], row["filtered"]
+        lines.append(
+            f"| {int(size):,} | {u['queries_per_page']:.1f} / {u['items_read_per_page']:.0f} "
+            f"| {f['queries_per_page']:.1f} / {f['items_read_per_page']:.0f} / "
+            f"{f['items_per_page']:.0f} |"
+        )
+    lines += [
+        "",
+        "Unfiltered, a page is one Query of `limit+1` items whatever the table size. "
+        "Filtered, reads grow with how rare matches are, not with the table: batches double "
+        "until `limit+1` matches are found or `IMAGES_LIST_READ_BUDGET` (1,000) items are read.",
+        "",
+        f"![list cost]({plots[1]})",
+        "",
+        "## 5. Presigning",
+        "",
+        f"{pre['urls']} URLs with the shared client: PUT (Content-Type, Content-Length and "
+        f"tagging signed) p50 {pre['put_us_p50']:.0f} µs, GET (with Content-Disposition) p50 "
+        f"{pre['get_us_p50']:.0f} µs; sessions built meanwhile: {pre['sessions_built']}, "
+        f"clients built: {pre['clients_built']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = measure(args.quick)
+    plots = _plots(results, out)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "benchmarks.md").write_text(render(results, plots))
+    print(f"wrote {out / 'benchmarks.md'} in {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

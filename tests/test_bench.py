@@ -1,0 +1,76 @@
+"""The tiny version of every benchmark (`make bench` runs the real one), so they keep
+working; the exact counts they report are asserted, the timings are not."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=240,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+    return out, json.loads((out / "benchmarks.json").read_text())
+
+
+def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -> None:
+    out, _ = report
+
+    text = (out / "benchmarks.md").read_text()
+    for section in (
+        "Cold start",
+        "Warm overhead",
+        "Throughput",
+        "List cost at scale",
+        "Presigning",
+    ):
+        assert f"{section}" in text
+    for plot in ("bench-warm.png", "bench-scale.png", "bench-throughput.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_list_page_is_one_query_at_any_size(report: tuple[Path, dict[str, object]]) -> None:
+    _, results = report
+
+    sizes = results["scale"]["sizes"]  # type: ignore[index]
+    assert [row["unfiltered"]["queries_per_page"] for row in sizes.values()] == [1.0, 1.0]
+
+
+def test_bench_presigning_builds_no_client(report: tuple[Path, dict[str, object]]) -> None:
+    _, results = report
+
+    presigned = results["presign"]  # type: ignore[index]
+    assert (presigned["sessions_built"], presigned["clients_built"]) == (0, 0)
+    assert presigned["urls"] == 100
+
+
+def test_bench_measures_every_endpoint_and_scenario(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    _, results = report
+
+    assert set(results["warm"]["endpoints"]) == {  # type: ignore[index]
+        "create",
+        "get",
+        "download",
+        "list",
+        "confirm",
+        "delete",
+    }
+    scenarios = results["throughput"]["scenarios"]  # type: ignore[index]
+    assert set(scenarios) == {"create-upload", "download-url", "list"}
+    assert all(row["service_rps"] > 0 and row["floor_rps"] > 0 for row in scenarios.values())
+    assert results["cold_start"]["ratio"] > 0  # type: ignore[index]
