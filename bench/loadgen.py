@@ -20,10 +20,15 @@ async def _client(
 ) -> None:
     while time.monotonic() < deadline and len(latencies) < args.max_requests:
         started = time.perf_counter()
-        response = await client.request(args.method, args.url, content=args.body)
+        try:
+            response = await client.request(args.method, args.url, content=args.body)
+        except httpx.HTTPError:
+            status = 0  # no answer at all (timeout, reset): counted, not fatal
+        else:
+            status = response.status_code
         latencies.append(time.perf_counter() - started)
-        if response.status_code >= 400:
-            errors.append(response.status_code)
+        if status == 0 or status >= 400:
+            errors.append(status)
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:

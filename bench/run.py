@@ -168,7 +168,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "cursor MAC. Profiling found the largest part was thread hops: plain `def` "
         "dependencies and routes cost a threadpool round trip each (and FastAPI validates a "
         "`def` route's response in the threadpool too); routes are now `async` and hand "
-        "only the boto3 call to the threadpool, which halved `get`'s overhead.",
+        "only the boto3 call to the threadpool, which took `get` from 0.67 ms over the "
+        "bare route to 0.30 to 0.46 ms across runs. Repeated runs differ by about 0.2 ms.",
         "",
         f"![warm overhead]({plots[0]})",
         "",
@@ -195,7 +196,8 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "",
         "The emulator is the bottleneck in every scenario (one Python process; its "
         "transactions and queries slow down as the create scenario fills the table), which "
-        "is why both sides are measured alternately. Errors, when any, were moto answering "
+        "is why both sides are measured in alternating order. Errors, when any, were moto "
+        "answering "
         "500 to concurrent transactions; the service answered 503 with `Retry-After`.",
         "",
         f"![throughput]({plots[2]})",

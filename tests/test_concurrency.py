@@ -13,6 +13,7 @@ from app.storage.clients import AwsClients
 from app.storage.images import object_key
 from tests.conftest import Uploader
 from tests.imagefiles import make_image
+from tests.stores import usage
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -52,13 +53,6 @@ def _together(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def _usage(clients: AwsClients, settings: Settings, user: str) -> int:
-    item = clients.dynamodb.get_item(
-        TableName=settings.table, Key={"image_id": {"S": f"usage#{user}"}}
-    ).get("Item", {})
-    return int(item.get("images", {}).get("N", 0))
-
-
 def _pending_upload(create: Uploader, put_bytes: PutBytes, headers: dict[str, str]) -> str:
     data = make_image()
     image = create(headers, data=data)
@@ -83,7 +77,7 @@ def test_concurrent_confirms_agree_and_count_once(
 
     assert [r.status_code for r in responses] == [200] * 8
     assert len({r.text for r in responses}) == 1
-    assert _usage(clients, settings, "alice") == 1
+    assert usage(clients, settings, "alice")[0] == 1
 
 
 def test_concurrent_deletes_are_all_204_and_remove_once(
@@ -102,7 +96,7 @@ def test_concurrent_deletes_are_all_204_and_remove_once(
 
     assert [r.status_code for r in responses] == [204] * 8
     assert client.get(f"/images/{image['id']}", headers=alice).status_code == 404
-    assert _usage(clients, settings, "alice") == 1
+    assert usage(clients, settings, "alice")[0] == 1
 
 
 def test_confirm_racing_delete_never_resurrects(
@@ -129,4 +123,4 @@ def test_confirm_racing_delete_never_resurrects(
         listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
         assert listing.get("KeyCount", 0) == 0
     assert client.get("/images", headers=alice).json()["items"] == []
-    assert _usage(clients, settings, "alice") == 0
+    assert usage(clients, settings, "alice")[0] == 0

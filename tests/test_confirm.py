@@ -7,16 +7,11 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
 from tests.conftest import Uploader
 from tests.imagefiles import make_image
+from tests.stores import has_object
 
 PutBytes = Callable[[str, bytes, str], None]
-
-
-def _object_exists(clients: AwsClients, settings: Settings, image_id: str) -> bool:
-    found = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
-    return found.get("KeyCount", 0) > 0
 
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/gif", "image/webp"])
@@ -77,7 +72,7 @@ def test_confirm_size_mismatch_is_422_and_deletes_object(
 
     assert response.status_code == 422
     assert "declared" in response.json()["detail"]
-    assert not _object_exists(clients, settings, image["id"])
+    assert not has_object(clients, settings, image["id"])
 
 
 @pytest.mark.parametrize(
@@ -104,7 +99,7 @@ def test_confirm_non_image_bytes_is_422_and_deletes_object(
 
     assert response.status_code == 422
     assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
-    assert not _object_exists(clients, settings, image["id"])
+    assert not has_object(clients, settings, image["id"])
 
 
 def test_confirm_other_format_than_declared_is_422(

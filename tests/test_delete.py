@@ -4,16 +4,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
 from tests.conftest import Uploader
-
-
-def _stored(clients: AwsClients, settings: Settings, image_id: str) -> tuple[bool, bool]:
-    record = clients.dynamodb.get_item(
-        TableName=settings.table, Key={"image_id": {"S": image_id}}
-    ).get("Item")
-    listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
-    return record is not None, listing.get("KeyCount", 0) > 0
+from tests.stores import stored
 
 
 def test_delete_removes_record_and_object(
@@ -29,7 +21,7 @@ def test_delete_removes_record_and_object(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert _stored(clients, settings, image["id"]) == (False, False)
+    assert stored(clients, settings, image["id"]) == (False, False)
 
 
 def test_delete_then_get_is_404(
@@ -70,7 +62,7 @@ def test_delete_pending_image_removes_record(
     response = client.delete(f"/images/{image['id']}", headers=alice)
 
     assert response.status_code == 204
-    assert _stored(clients, settings, image["id"]) == (False, False)
+    assert stored(clients, settings, image["id"]) == (False, False)
 
 
 def test_delete_other_users_image_is_204_and_keeps_it(
@@ -86,7 +78,7 @@ def test_delete_other_users_image_is_204_and_keeps_it(
     response = client.delete(f"/images/{image['id']}", headers=bob)
 
     assert response.status_code == 204
-    assert _stored(clients, settings, image["id"]) == (True, True)
+    assert stored(clients, settings, image["id"]) == (True, True)
     assert client.get(f"/images/{image['id']}", headers=alice).json() == image
 
 

@@ -16,6 +16,7 @@ from app.storage.clients import AwsClients
 from app.storage.images import object_key
 from tests.conftest import Uploader
 from tests.imagefiles import make_image
+from tests.stores import has_object, record, usage
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -59,30 +60,11 @@ def fail_once(
     return arm
 
 
-def _record(clients: AwsClients, settings: Settings, image_id: str) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = clients.dynamodb.get_item(
-        TableName=settings.table, Key={"image_id": {"S": image_id}}
-    ).get("Item")
-    return item
-
-
-def _has_object(clients: AwsClients, settings: Settings, image_id: str) -> bool:
-    listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
-    return listing.get("KeyCount", 0) > 0
-
-
-def _usage(clients: AwsClients, settings: Settings, user: str) -> tuple[int, int]:
-    item = clients.dynamodb.get_item(
-        TableName=settings.table, Key={"image_id": {"S": f"usage#{user}"}}
-    ).get("Item", {})
-    return int(item.get("images", {}).get("N", 0)), int(item.get("bytes", {}).get("N", 0))
-
-
 def _every_listed_image_downloads(
     client: TestClient, headers: dict[str, str], clients: AwsClients, settings: Settings
 ) -> bool:
     items = client.get("/images", headers=headers).json()["items"]
-    return all(_has_object(clients, settings, item["id"]) for item in items)
+    return all(has_object(clients, settings, item["id"]) for item in items)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-call", "answer-lost"])
@@ -114,10 +96,10 @@ def test_confirm_fault_then_retry_ends_ready_and_counted_once(
     assert consistent_meanwhile
     assert retried.status_code == 200
     assert retried.json()["status"] == "ready"
-    assert _has_object(clients, settings, image["id"])
+    assert has_object(clients, settings, image["id"])
     tags = clients.s3.get_object_tagging(Bucket=settings.bucket, Key=object_key(image["id"]))
     assert tags["TagSet"] == [{"Key": "state", "Value": "ready"}]
-    assert _usage(clients, settings, "alice") == (1, len(data))
+    assert usage(clients, settings, "alice") == (1, len(data))
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-call", "answer-lost"])
@@ -143,9 +125,9 @@ def test_delete_fault_then_retry_leaves_nothing(
     assert failed.status_code == 503
     assert consistent_meanwhile
     assert retried.status_code == 204
-    assert _record(clients, settings, image["id"]) is None
-    assert not _has_object(clients, settings, image["id"])
-    assert _usage(clients, settings, "alice") == (0, 0)
+    assert record(clients, settings, image["id"]) is None
+    assert not has_object(clients, settings, image["id"])
+    assert usage(clients, settings, "alice") == (0, 0)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-call", "answer-lost"])

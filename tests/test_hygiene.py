@@ -16,6 +16,7 @@ from app.storage.images import object_key
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET, Uploader, bearer
 from tests.imagefiles import make_image
+from tests.stores import stored, tags
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -45,19 +46,6 @@ def app(aws: None, settings: Settings, clock: Clock) -> Any:
     return application
 
 
-def _stored(clients: AwsClients, settings: Settings, image_id: str) -> tuple[bool, bool]:
-    record = clients.dynamodb.get_item(
-        TableName=settings.table, Key={"image_id": {"S": image_id}}
-    ).get("Item")
-    listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
-    return record is not None, listing.get("KeyCount", 0) > 0
-
-
-def _tags(clients: AwsClients, settings: Settings, image_id: str) -> list[dict[str, str]]:
-    response = clients.s3.get_object_tagging(Bucket=settings.bucket, Key=object_key(image_id))
-    return [{"Key": tag["Key"], "Value": tag["Value"]} for tag in response["TagSet"]]
-
-
 def _sweep(app: Any) -> int:
     removed: int = app.state.service.sweep()
     return removed
@@ -73,7 +61,7 @@ def test_uploaded_object_carries_pending_tag(
     image = create(alice)
     put_bytes(image["id"], make_image(), "image/png")
 
-    assert _tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
 
 
 def test_confirm_retags_object_ready(
@@ -81,7 +69,7 @@ def test_confirm_retags_object_ready(
 ) -> None:
     image = upload(alice)
 
-    assert _tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 def test_sweep_removes_abandoned_upload_from_both_stores(
@@ -100,7 +88,7 @@ def test_sweep_removes_abandoned_upload_from_both_stores(
     removed = _sweep(app)
 
     assert removed == 1
-    assert _stored(clients, settings, image["id"]) == (False, False)
+    assert stored(clients, settings, image["id"]) == (False, False)
 
 
 def test_sweep_keeps_uploads_within_deadline(
@@ -117,7 +105,7 @@ def test_sweep_keeps_uploads_within_deadline(
     removed = _sweep(app)
 
     assert removed == 0
-    assert _stored(clients, settings, image["id"]) == (True, False)
+    assert stored(clients, settings, image["id"]) == (True, False)
 
 
 def test_sweep_never_touches_ready_images(
@@ -153,7 +141,7 @@ def test_sweep_finishes_an_interrupted_delete(
     removed = _sweep(app)
 
     assert removed == 1
-    assert _stored(clients, settings, image["id"]) == (False, False)
+    assert stored(clients, settings, image["id"]) == (False, False)
 
 
 def test_confirm_after_deadline_is_404(

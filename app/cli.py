@@ -1,0 +1,311 @@
+"""`images`: the command-line client. It speaks only the public HTTP API, like any client.
+
+    images login --url http://localhost:8080 --token "$TOKEN"
+    images upload cat.png dog.jpg --tag pets
+    images ls --tag pets
+    images get ID -o copy.png
+    images url ID
+    images rm ID...
+
+Every command takes --json for machine-readable output. Errors go to stderr; the exit
+status is 0 on success, 1 when anything failed, 2 for bad usage.
+"""
+
+import argparse
+import json
+import mimetypes
+import os
+import stat
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+
+CHUNK = 64 * 1024
+TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+
+
+class CliError(Exception):
+    """A failure to report on stderr, with exit status 1."""
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "images" / "config.json"
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    token: str
+
+    @classmethod
+    def from_config(cls) -> "Api":
+        """IMAGES_URL/IMAGES_TOKEN win over the saved login, for scripts and CI."""
+        saved: dict[str, str] = {}
+        path = config_path()
+        if path.exists():
+            saved = json.loads(path.read_text())
+        url = os.environ.get("IMAGES_URL") or saved.get("url")
+        token = os.environ.get("IMAGES_TOKEN") or saved.get("token")
+        if not url or not token:
+            raise CliError("not logged in: run `images login --url URL --token TOKEN`")
+        return cls(url.rstrip("/"), token)
+
+    def call(
+        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> Any:
+        url = self.url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise CliError(f"{method} {path}: {exc.code} {_detail(exc)}") from exc
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach {self.url}: {exc.reason}") from exc
+        return json.loads(payload) if payload else None
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        detail = json.loads(exc.read()).get("detail")
+    except (ValueError, AttributeError):
+        return exc.reason
+    if isinstance(detail, list):  # validation errors: where and why
+        return "; ".join(
+            f"{'.'.join(map(str, e.get('loc', [])[1:]))}: {e.get('msg')}" for e in detail
+        )
+    return str(detail)
+
+
+def _progress(name: str, done: int, total: int) -> None:
+    if not sys.stderr.isatty() and done not in (0, total):
+        return  # a log file gets the start and the end, not every chunk
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(
+        f"\r{name[:30]:<30} [{'#' * filled}{'.' * (width - filled)}] "
+        f"{100 * done // max(total, 1):3d}%"
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _chunks(handle: BinaryIO, name: str, total: int) -> Iterator[bytes]:
+    done = 0
+    _progress(name, 0, total)
+    while chunk := handle.read(CHUNK):
+        done += len(chunk)
+        _progress(name, done, total)
+        yield chunk
+
+
+def _upload_one(api: Api, path: Path, tags: list[str], title: str | None) -> dict[str, Any]:
+    content_type = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    if content_type not in TYPES.values():
+        raise CliError(f"{path}: not a JPEG, PNG, GIF or WebP file name")
+    size = path.stat().st_size
+    created = api.call(
+        "POST",
+        "/images",
+        {
+            "filename": path.name,
+            "content_type": content_type,
+            "size": size,
+            "tags": tags,
+            **({"title": title} if title else {}),
+        },
+    )
+    upload = created["upload"]
+    with path.open("rb") as handle:
+        request = urllib.request.Request(  # noqa: S310 - the URL the API returned
+            upload["url"],
+            data=_chunks(handle, path.name, size),
+            method=upload["method"],
+            headers=upload["headers"],
+        )
+        try:
+            urllib.request.urlopen(request, timeout=300).close()  # noqa: S310
+        except urllib.error.URLError as exc:
+            raise CliError(f"{path}: upload to storage failed: {exc}") from exc
+    ready: dict[str, Any] = api.call("POST", f"/images/{created['image']['id']}/confirm")
+    return ready
+
+
+def _print_table(images: list[dict[str, Any]]) -> None:
+    rows = [("ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "NAME", "TAGS")]
+    for image in images:
+        dims = f"{image['width']}x{image['height']}" if image.get("width") else "-"
+        rows.append(
+            (
+                image["id"],
+                image["created_at"][:19].replace("T", " "),
+                str(image["size"]),
+                dims,
+                image["content_type"].removeprefix("image/"),
+                image["filename"],
+                ",".join(image["tags"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def cmd_login(args: argparse.Namespace) -> None:
+    token = args.token or os.environ.get("IMAGES_TOKEN") or sys.stdin.readline().strip()
+    api = Api(args.url.rstrip("/"), token)
+    api.call("GET", "/images", query={"limit": "1"})  # proves URL and token work
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"url": api.url, "token": token}))
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # a bearer token is a password
+    _out(args, {"url": api.url, "config": str(path)}, f"logged in to {api.url}")
+
+
+def cmd_upload(args: argparse.Namespace) -> None:
+    api = Api.from_config()
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for name in args.files:
+        try:
+            done.append(_upload_one(api, Path(name), args.tag, args.title))
+        except (CliError, OSError) as exc:
+            failed.append({"file": name, "error": str(exc)})
+            print(f"error: {exc}", file=sys.stderr)
+    _out(
+        args,
+        {"uploaded": done, "failed": failed},
+        f"{len(done)} uploaded, {len(failed)} failed"
+        + "".join(
+            f"\n  {image['id']}  {image['filename']}  {image['width']}x{image['height']}"
+            for image in done
+        ),
+    )
+    if failed:
+        raise CliError(f"{len(failed)} of {len(args.files)} uploads failed")
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    api = Api.from_config()
+    query = {"limit": str(args.limit)}
+    if args.type:
+        query["content_type"] = TYPES.get(f".{args.type}", args.type)
+    if args.tag:
+        query["tag"] = args.tag
+    images: list[dict[str, Any]] = []
+    while True:
+        page = api.call("GET", "/images", query=query)
+        images += page["items"]
+        if not args.all or not page["next_cursor"]:
+            break
+        query["cursor"] = page["next_cursor"]
+    if args.json:
+        print(json.dumps(images, indent=2))
+    else:
+        _print_table(images)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    api = Api.from_config()
+    image = api.call("GET", f"/images/{args.id}")
+    # Never trust a stored filename as a path: keep its last component only.
+    target = Path(args.output) if args.output else Path(Path(image["filename"]).name or args.id)
+    if target.exists() and not args.force:
+        raise CliError(f"{target} exists (use --force to overwrite)")
+    link = api.call("GET", f"/images/{args.id}/download")
+    try:
+        with urllib.request.urlopen(link["url"], timeout=300) as response, target.open("wb") as out:  # noqa: S310
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+    except urllib.error.URLError as exc:
+        raise CliError(f"download failed: {exc}") from exc
+    _out(
+        args,
+        {"id": args.id, "path": str(target), "size": target.stat().st_size},
+        f"{target} ({target.stat().st_size} bytes)",
+    )
+
+
+def cmd_url(args: argparse.Namespace) -> None:
+    link = Api.from_config().call("GET", f"/images/{args.id}/download")
+    _out(args, link, link["url"])
+
+
+def cmd_rm(args: argparse.Namespace) -> None:
+    api = Api.from_config()
+    for image_id in args.ids:
+        api.call("DELETE", f"/images/{image_id}")
+    _out(args, {"deleted": args.ids}, f"deleted {len(args.ids)}")
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="images", description="Client for the image service.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        return sub
+
+    login = command("login", "save the service URL and your token")
+    login.add_argument("--url", default="http://localhost:8080")
+    login.add_argument("--token", help="bearer token (else IMAGES_TOKEN, else stdin)")
+    login.set_defaults(run=cmd_login)
+    upload = command("upload", "upload image files")
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.add_argument("--tag", action="append", default=[], help="repeat for more tags")
+    upload.add_argument("--title")
+    upload.set_defaults(run=cmd_upload)
+    ls = command("ls", "list your images, newest first")
+    ls.add_argument("--type", help="jpeg, png, gif, webp (or a content type)")
+    ls.add_argument("--tag")
+    ls.add_argument("--all", action="store_true", help="every page, not just the first")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(run=cmd_ls)
+    get = command("get", "download an image")
+    get.add_argument("id")
+    get.add_argument("-o", "--output", help="file to write (default: its original name)")
+    get.add_argument("--force", action="store_true", help="overwrite an existing file")
+    get.set_defaults(run=cmd_get)
+    url = command("url", "print a short-lived download URL")
+    url.add_argument("id")
+    url.set_defaults(run=cmd_url)
+    rm = command("rm", "delete images")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(run=cmd_rm)
+    return top
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The `images` command against the live tier (uvicorn + moto server), as a user runs it."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from app.auth import issue_token
+from app.config import Settings
+from tests.conftest import SECRET
+from tests.imagefiles import make_image
+
+pytestmark = pytest.mark.http
+
+
+class Cli:
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.env = {"PATH": os.environ.get("PATH", ""), "XDG_CONFIG_HOME": str(home)}
+        self.cwd = cwd
+
+    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, api: httpx.Client) -> Cli:
+    runner = Cli(tmp_path / "config", tmp_path)
+    token = issue_token(Settings(jwt_secret=SECRET), f"cli-{tmp_path.name}", 600)
+    result = runner("login", "--url", str(api.base_url), "--token", token)
+    assert result.returncode == 0, result.stderr
+    return runner
+
+
+def _file(directory: Path, name: str, content_type: str, **size: int) -> Path:
+    path = directory / name
+    path.write_bytes(make_image(content_type, **size))
+    return path
+
+
+def test_login_saves_url_and_token_privately(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "config" / "images" / "config.json"
+
+    assert json.loads(config.read_text())["url"].startswith("http://127.0.0.1:")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+def test_login_with_bad_token_fails(tmp_path: Path, api: httpx.Client) -> None:
+    result = Cli(tmp_path / "c", tmp_path)(
+        "login", "--url", str(api.base_url), "--token", "garbage"
+    )
+
+    assert result.returncode == 1
+    assert "401" in result.stderr
+    assert not (tmp_path / "c" / "images" / "config.json").exists()
+
+
+def test_commands_without_login_fail_clearly(tmp_path: Path) -> None:
+    result = Cli(tmp_path / "empty", tmp_path)("ls")
+
+    assert result.returncode == 1
+    assert result.stderr == "error: not logged in: run `images login --url URL --token TOKEN`\n"
+
+
+def test_upload_ls_get_url_rm(cli: Cli, tmp_path: Path) -> None:
+    cat = _file(tmp_path, "cat.png", "image/png", width=20, height=10)
+    dog = _file(tmp_path, "dog.jpg", "image/jpeg", width=8, height=6)
+
+    uploaded = cli.json("upload", str(cat), str(dog), "--tag", "Pets", "--title", "Friends")
+    listed = cli.json("ls", "--tag", "pets")
+    jpegs = cli.json("ls", "--type", "jpeg")
+    cat_id = next(i["id"] for i in uploaded["uploaded"] if i["filename"] == "cat.png")
+    got = cli.json("get", cat_id, "-o", str(tmp_path / "copy.png"))
+    link = cli.json("url", cat_id)
+    fetched = httpx.get(link["url"]).content
+    removed = cli.json("rm", *(i["id"] for i in uploaded["uploaded"]))
+    after = cli.json("ls", "--all")
+
+    assert uploaded["failed"] == []
+    assert [(i["width"], i["height"], i["tags"]) for i in uploaded["uploaded"]] == [
+        (20, 10, ["pets"]),
+        (8, 6, ["pets"]),
+    ]
+    assert [i["filename"] for i in listed] == ["dog.jpg", "cat.png"]
+    assert [i["filename"] for i in jpegs] == ["dog.jpg"]
+    assert (tmp_path / "copy.png").read_bytes() == cat.read_bytes()
+    assert got["size"] == cat.stat().st_size
+    assert fetched == cat.read_bytes()
+    assert len(removed["deleted"]) == 2
+    assert after == []
+
+
+def test_upload_shows_progress_and_summary(cli: Cli, tmp_path: Path) -> None:
+    result = cli("upload", str(_file(tmp_path, "a.gif", "image/gif")))
+
+    assert result.returncode == 0
+    assert "a.gif" in result.stderr
+    assert "100%" in result.stderr
+    assert result.stdout.startswith("1 uploaded, 0 failed")
+
+
+def test_upload_failure_is_reported_and_exits_1(cli: Cli, tmp_path: Path) -> None:
+    good = _file(tmp_path, "good.webp", "image/webp")
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n<html>not really</html>".ljust(300, b" "))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+
+    result = cli("upload", str(good), str(fake), str(text))
+
+    assert result.returncode == 1
+    assert "not a valid image/png image" in result.stderr
+    assert "notes.txt: not a JPEG, PNG, GIF or WebP" in result.stderr
+    assert "1 uploaded, 2 failed" in result.stdout
+
+
+def test_ls_table_has_a_header_and_a_row(cli: Cli, tmp_path: Path) -> None:
+    cli("upload", str(_file(tmp_path, "t.png", "image/png", width=3, height=4)))
+
+    result = cli("ls")
+
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "NAME", "TAGS"]
+    assert "3x4" in row
+    assert "t.png" in row
+
+
+def test_get_refuses_to_overwrite(cli: Cli, tmp_path: Path) -> None:
+    image = cli.json("upload", str(_file(tmp_path, "o.png", "image/png")))["uploaded"][0]
+    (tmp_path / "o.png").write_bytes(b"mine")
+
+    result = cli("get", image["id"])
+
+    assert result.returncode == 1
+    assert "exists" in result.stderr
+    assert (tmp_path / "o.png").read_bytes() == b"mine"
+
+
+def test_get_unknown_image_fails(cli: Cli) -> None:
+    result = cli("get", "0123456789abcdef0123456789abcdef")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: GET /images/0123456789abcdef0123456789abcdef: 404 Image not found\n"
+    )
+
+
+def test_bad_usage_exits_2(cli: Cli) -> None:
+    result = cli("upload")
+
+    assert result.returncode == 2
+    assert "usage" in result.stderr
