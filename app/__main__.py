@@ -26,7 +26,18 @@ def serve(settings: Settings) -> None:
 
     from app.main import create_app  # noqa: PLC0415
 
+    development = settings.jwt_secret is None
     settings = _with_dev_secret(settings)
+    if "cors_origins" not in settings.model_fields_set:
+        # The gallery's origin must be allowed to PUT to the bucket: whatever port we use.
+        settings = settings.model_copy(
+            update={
+                "cors_origins": (
+                    f"http://localhost:{settings.port}",
+                    f"http://127.0.0.1:{settings.port}",
+                )
+            }
+        )
     if not settings.uses_custom_endpoints:
         from app.local import start_embedded_aws  # noqa: PLC0415
 
@@ -37,13 +48,15 @@ def serve(settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.port}"
     token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600)
     print(
-        f"Image service: {base}  (OpenAPI: {base}/docs)\n"
+        f"Image service: {base}  (gallery: {base}/, OpenAPI: {base}/docs)\n"
         f"S3: {settings.s3_endpoint}  DynamoDB: {settings.dynamodb_endpoint}\n"
         f"Token for user '{DEMO_USER}' (7 days):\n  export TOKEN={token}\n"
         f'  curl -H "Authorization: Bearer $TOKEN" {base}/images',
         flush=True,
     )
-    uvicorn.run(create_app(settings, clients), host=settings.host, port=settings.port)
+    # The gallery offers the demo token only with the development secret.
+    app = create_app(settings, clients, demo_token=token if development else None)
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,10 +2,14 @@
 
 import hashlib
 import hmac
+import html
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from app import api
@@ -19,7 +23,8 @@ from app.service import Clock, ImageService
 from app.storage.clients import AwsClients
 from app.storage.images import ImageStore
 
-FAVICON = files("app").joinpath("static/favicon.png").read_bytes()
+STATIC = files("app").joinpath("static")
+FAVICON = STATIC.joinpath("favicon.png").read_bytes()
 
 
 class Health(BaseModel):
@@ -51,18 +56,59 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _add_pages(app: FastAPI, demo_token: str | None) -> None:
+    """The gallery at / and the OpenAPI docs, both from files shipped in the package: no
+    CDN, so they work offline and under a strict Content-Security-Policy."""
+    index = STATIC.joinpath("index.html").read_text()
+    if demo_token:
+        index = index.replace(
+            "</head>", f'  <meta name="demo-token" content="{html.escape(demo_token)}">\n</head>'
+        )
+    page_headers = {
+        # Presigned URLs point at S3 (or the emulator): images and PUTs go there.
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; "
+        "connect-src 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    @app.get("/", include_in_schema=False)
+    def gallery() -> HTMLResponse:
+        return HTMLResponse(index, headers=page_headers)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/favicon.ico",
+        )
+
+    app.mount("/static", StaticFiles(packages=[("app", "static")]), name="static")
+
+
 def create_app(
     settings: Settings | None = None,
     clients: AwsClients | None = None,
     clock: Clock | None = None,
+    demo_token: str | None = None,
 ) -> FastAPI:
-    """Build the app. AWS clients are created lazily, on first use, and then shared."""
+    """Build the app. AWS clients are created lazily, on first use, and then shared.
+
+    `demo_token` is offered on the gallery's sign-in: only `make run` passes one, for
+    its development secret."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
     app = FastAPI(
         title="Image service",
         version="0.1.0",
         summary="Upload, list, download and delete images through presigned S3 URLs.",
+        docs_url=None,  # served from the package below, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
@@ -90,6 +136,8 @@ def create_app(
     def health() -> Health:
         """Liveness: the process is up and serving."""
         return Health()
+
+    _add_pages(app, demo_token)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

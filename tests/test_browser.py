@@ -1,0 +1,148 @@
+"""The gallery in a real browser (Debian's Chromium, driven by Playwright) against what
+`make run` starts: the embedded emulator, the demo token, CORS for the page's origin."""
+
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.local import free_port
+from tests.imagefiles import make_image
+from tests.servers import BASE_ENV, running
+
+pytestmark = pytest.mark.http
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        "Chromium is not installed: .ci/run installs Debian's chromium package",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    env["IMAGES_PORT"] = str(port)
+    base = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health"):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    yield opened
+    context.close()
+    assert problems == []
+
+
+def _images(directory: Path) -> list[Path]:
+    files = []
+    for name, content_type, size in (
+        ("red.png", "image/png", (40, 30)),
+        ("blue.jpg", "image/jpeg", (24, 36)),
+    ):
+        path = directory / name
+        path.write_bytes(make_image(content_type, *size, color=name.split(".")[0]))
+        files.append(path)
+    return files
+
+
+def _thumbnails_loaded(page: Page) -> Any:
+    return page.evaluate(
+        "[...document.querySelectorAll('#grid img')].map(i => i.complete && i.naturalWidth)"
+    )
+
+
+def test_gallery_upload_filter_open_delete(site: str, page: Page, tmp_path: Path) -> None:
+    page.goto(site + "/")
+    page.get_by_role("button", name="Use the demo token").click()
+    expect(page.locator("#app")).to_be_visible()
+    before = page.locator("#grid li").count()
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    page.set_input_files("#files", [*_images(tmp_path), notes])
+    expect(page.locator("#uploads li.done")).to_have_count(2)
+    expect(page.locator("#uploads li.failed")).to_have_count(1)
+    expect(page.locator("#uploads li.failed .state")).to_contain_text("content_type")
+    expect(page.locator("#grid li")).to_have_count(before + 2)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert all(width and width > 0 for width in _thumbnails_loaded(page))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
+
+    page.select_option("#filter-type", "image/jpeg")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#grid li")).to_have_count(1)
+    expect(page.locator("#grid li span")).to_have_text("blue.jpg")
+
+    page.locator("#grid button").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-dimensions")).to_have_text("24 \u00d7 36")
+    expect(page.locator("#detail-download")).to_have_attribute("href", re.compile(r"^http"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.locator("#detail")).to_be_hidden()
+
+    page.reload()
+    expect(page.locator("#grid li")).to_have_count(before + 1)
+    expect(page.locator("#grid li span")).to_contain_text(["red.png"])
+
+
+def test_gallery_fits_a_phone(site: str, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    page.goto(site + "/")
+    page.get_by_role("button", name="Use the demo token").click()
+    expect(page.locator("#app")).to_be_visible()
+
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "gallery-phone.png"))
+    context.close()
+
+    assert overflow <= 375
+
+
+def test_bad_token_is_refused_with_a_message(site: str, page: Page) -> None:
+    page.goto(site + "/")
+    page.fill("#token", "not-a-token")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    expect(page.locator("#sign-in-error")).to_have_text("Invalid or expired token")
+    expect(page.locator("#app")).to_be_hidden()
+
+
+def test_swagger_ui_renders_without_network(site: str, page: Page) -> None:
+    page.goto(site + "/docs")
+
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    assert page.locator(".swagger-ui .opblock").count() >= 7
