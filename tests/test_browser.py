@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 
+from app.auth import issue_token
+from app.config import DEV_JWT_SECRET, Settings
 from app.local import free_port
 from tests.imagefiles import make_image
 from tests.servers import BASE_ENV, running
@@ -146,3 +149,25 @@ def test_swagger_ui_renders_without_network(site: str, page: Page) -> None:
 
     expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
     assert page.locator(".swagger-ui .opblock").count() >= 7
+
+
+def test_gallery_scrolls_through_pages(site: str, page: Page) -> None:
+    settings = Settings(jwt_secret=DEV_JWT_SECRET)  # what `make run` signs with
+    token = issue_token(settings, "scroller", 600)
+    for n in range(30):
+        created = httpx.post(
+            f"{site}/images/direct",
+            headers={"Authorization": f"Bearer {token}"},
+            files={"file": (f"p{n}.png", make_image(width=4 + n), "image/png")},
+        )
+        assert created.status_code == 201
+
+    page.goto(site + "/")
+    page.fill("#token", token)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#grid li")).to_have_count(24)  # the first page
+    page.locator("#more").scroll_into_view_if_needed()  # reaching the end loads the next
+
+    expect(page.locator("#grid li")).to_have_count(30)
+    expect(page.locator("#grid li span").first).to_have_text("p29.png")
+    expect(page.locator("#grid li span").last).to_have_text("p0.png")
