@@ -51,6 +51,9 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     503: {"description": "Storage is busy or unreachable; retry after Retry-After"},
 }
 _MISSING: dict[int | str, dict[str, str]] = {404: {"description": "No such image (or not yours)"}}
+_QUOTA: dict[int | str, dict[str, str]] = {
+    429: {"description": "Image quota or upload rate reached"}
+}
 
 router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
 
@@ -61,7 +64,7 @@ router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
     responses={
         400: {"description": "The body is not UTF-8 JSON"},
         413: {"description": "Over the size limit or the storage quota"},
-        429: {"description": "Image quota or upload rate reached"},
+        **_QUOTA,
     },
 )
 async def create_image(
@@ -76,7 +79,7 @@ async def create_image(
     status_code=status.HTTP_201_CREATED,
     responses={
         413: {"description": "Over IMAGES_MAX_DIRECT_BYTES or the storage quota"},
-        429: {"description": "Image quota or upload rate reached"},
+        **_QUOTA,
     },
 )
 async def upload_direct(
@@ -114,7 +117,7 @@ async def upload_direct(
         409: {"description": "Nothing uploaded yet"},
         413: {"description": "Storage quota exceeded"},
         422: {"description": "The uploaded bytes are not the declared image"},
-        429: {"description": "Image quota reached"},
+        **_QUOTA,
     },
 )
 async def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:

@@ -77,12 +77,14 @@ def _add_pages(app: FastAPI, demo_token: str | None) -> None:
     def gallery() -> HTMLResponse:
         return HTMLResponse(index, headers=page_headers)
 
+    # Endpoints must not close over `app`: FastAPI caches facts about each endpoint in a
+    # module-level lru_cache keyed by the function, which would keep every app alive.
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - API",
+            openapi_url=f"{root}{request.app.openapi_url}",
+            title=f"{request.app.title} - API",
             swagger_js_url=f"{root}/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{root}/static/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url=f"{root}/favicon.ico",

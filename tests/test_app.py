@@ -133,3 +133,24 @@ def test_aws_clients_retry_in_standard_mode_with_bounded_timeouts(clients: AwsCl
         assert config.retries == {"mode": "standard", "total_max_attempts": 3}
         assert config.connect_timeout == 2
         assert config.read_timeout == 10
+
+
+def test_apps_are_freed_when_dropped() -> None:
+    """Nothing global may keep an app alive (FastAPI caches per endpoint function, so an
+    endpoint closing over `app` would): tests build hundreds, a process may rebuild."""
+    import gc  # noqa: PLC0415
+
+    from fastapi import FastAPI  # noqa: PLC0415
+
+    from app.config import Settings  # noqa: PLC0415
+    from app.main import create_app  # noqa: PLC0415
+
+    def alive() -> int:
+        gc.collect()
+        return sum(isinstance(o, FastAPI) for o in gc.get_objects())
+
+    before = alive()
+    for _ in range(3):
+        TestClient(create_app(Settings(jwt_secret="s" * 40))).get("/docs")
+
+    assert alive() == before
