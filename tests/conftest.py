@@ -134,12 +134,10 @@ def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, 
 
 
 @pytest.fixture
-def upload(
-    client: TestClient, create: Uploader, put_bytes: Callable[[str, bytes, str], None]
-) -> Uploader:
-    """Create, put real bytes, confirm: a ready image."""
+def pending(create: Uploader, put_bytes: Callable[[str, bytes, str], None]) -> Uploader:
+    """Create and PUT real bytes, as a client does before confirming: a pending image."""
 
-    def _upload(
+    def _pending(
         headers: dict[str, str],
         content_type: str = "image/png",
         data: bytes | None = None,
@@ -148,6 +146,22 @@ def upload(
         body = data if data is not None else make_image(content_type)
         image = create(headers, content_type, body, **fields)
         put_bytes(image["id"], body, content_type)
+        return image
+
+    return _pending
+
+
+@pytest.fixture
+def upload(client: TestClient, pending: Uploader) -> Uploader:
+    """Create, put real bytes, confirm: a ready image."""
+
+    def _upload(
+        headers: dict[str, str],
+        content_type: str = "image/png",
+        data: bytes | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        image = pending(headers, content_type, data, **fields)
         response = client.post(f"/images/{image['id']}/confirm", headers=headers)
         assert response.status_code == 200, response.text
         confirmed: dict[str, Any] = response.json()

@@ -12,10 +12,7 @@ from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.images import object_key
 from tests.conftest import Uploader
-from tests.imagefiles import make_image
 from tests.stores import usage
-
-PutBytes = Callable[[str, bytes, str], None]
 
 
 @pytest.fixture(autouse=True)
@@ -53,23 +50,14 @@ def _together(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def _pending_upload(create: Uploader, put_bytes: PutBytes, headers: dict[str, str]) -> str:
-    data = make_image()
-    image = create(headers, data=data)
-    put_bytes(image["id"], data, "image/png")
-    image_id: str = image["id"]
-    return image_id
-
-
 def test_concurrent_confirms_agree_and_count_once(
     client: TestClient,
     alice: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
+    pending: Uploader,
     clients: AwsClients,
     settings: Settings,
 ) -> None:
-    image_id = _pending_upload(create, put_bytes, alice)
+    image_id = pending(alice)["id"]
 
     responses = _together(
         *[lambda: client.post(f"/images/{image_id}/confirm", headers=alice) for _ in range(8)]
@@ -102,14 +90,13 @@ def test_concurrent_deletes_are_all_204_and_remove_once(
 def test_confirm_racing_delete_never_resurrects(
     client: TestClient,
     alice: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
+    pending: Uploader,
     clients: AwsClients,
     settings: Settings,
 ) -> None:
     outcomes = set()
     for _ in range(15):
-        image_id = _pending_upload(create, put_bytes, alice)
+        image_id = pending(alice)["id"]
 
         confirm, delete = _together(
             lambda: client.post(f"/images/{image_id}/confirm", headers=alice),  # noqa: B023

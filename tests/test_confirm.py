@@ -147,12 +147,9 @@ def test_confirm_other_users_image_is_404_and_changes_nothing(
     client: TestClient,
     alice: dict[str, str],
     bob: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
+    pending: Uploader,
 ) -> None:
-    data = make_image()
-    image = create(alice, data=data)
-    put_bytes(image["id"], data, "image/png")
+    image = pending(alice)
 
     response = client.post(f"/images/{image['id']}/confirm", headers=bob)
 

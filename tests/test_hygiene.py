@@ -147,14 +147,11 @@ def test_sweep_finishes_an_interrupted_delete(
 def test_confirm_after_deadline_is_404(
     client: TestClient,
     alice: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
+    pending: Uploader,
     clock: Clock,
     settings: Settings,
 ) -> None:
-    data = make_image()
-    image = create(alice, data=data)
-    put_bytes(image["id"], data, "image/png")
+    image = pending(alice)
     clock.advance(settings.pending_ttl_seconds + 1)
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)

@@ -14,7 +14,6 @@ from app.config import Settings
 from app.models import format_timestamp
 from app.storage.clients import AwsClients
 from tests.conftest import Uploader
-from tests.imagefiles import make_image
 
 
 def test_create_is_one_transaction(
@@ -53,13 +52,10 @@ def test_download_is_one_get_item(
 def test_confirm_is_four_calls(
     client: TestClient,
     alice: dict[str, str],
-    create: Uploader,
-    put_bytes: Any,
+    pending: Uploader,
     aws_calls: Counter[str],
 ) -> None:
-    data = make_image()
-    image = create(alice, data=data)
-    put_bytes(image["id"], data, "image/png")
+    image = pending(alice)
     aws_calls.clear()
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
