@@ -20,8 +20,8 @@ from app.limits import BodySizeLimit
 from app.logs import RequestContext, configure_logging
 from app.pagination import CursorCodec
 from app.service import Clock, ImageService
+from app.storage import Storage
 from app.storage.clients import AwsClients
-from app.storage.images import ImageStore
 
 STATIC = files("app").joinpath("static")
 FAVICON = STATIC.joinpath("favicon.png").read_bytes()
@@ -115,8 +115,9 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.clients = clients = clients or AwsClients(settings)
+    app.state.storage = storage = Storage.connect(clients, settings)
     app.state.service = ImageService(
-        ImageStore(clients, settings),
+        storage,
         settings,
         CursorCodec(_cursor_secret(settings)),
         clock,

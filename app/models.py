@@ -3,6 +3,7 @@
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -17,7 +18,18 @@ from pydantic import (
 
 ContentType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 CONTENT_TYPES: tuple[ContentType, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
-Status = Literal["pending", "ready"]
+# What a client sees and may filter by.
+PublicStatus = Literal["pending", "ready"]
+
+
+class Status(StrEnum):
+    """A record's state. `deleting` is internal: such a record is never shown."""
+
+    PENDING = "pending"
+    READY = "ready"
+    DELETING = "deleting"
+
+
 # S3's ceiling for one PUT; the configurable limit (IMAGES_MAX_UPLOAD_BYTES) is lower.
 S3_MAX_PUT_BYTES = 5 * 1024**3
 
@@ -97,7 +109,7 @@ class Image(BaseModel):
     filename: str
     content_type: ContentType
     size: int
-    status: Status
+    status: PublicStatus
     title: str | None
     description: str | None
     tags: list[str]
@@ -150,7 +162,7 @@ class ListQuery(BaseModel):
     tag: Tag | None = None
     created_after: Rfc3339 | None = Field(default=None, description="Inclusive lower bound")
     created_before: Rfc3339 | None = Field(default=None, description="Inclusive upper bound")
-    status: Status = "ready"
+    status: PublicStatus = "ready"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +174,7 @@ class ImageRecord:
     filename: str
     content_type: ContentType
     size: int
-    status: str  # "pending", "ready" or "deleting" (internal, never shown)
+    status: Status
     created_at: str
     title: str | None = None
     description: str | None = None
@@ -177,7 +189,7 @@ class ImageRecord:
             filename=self.filename,
             content_type=self.content_type,
             size=self.size,
-            status="ready" if self.status == "ready" else "pending",
+            status="ready" if self.status == Status.READY else "pending",
             title=self.title,
             description=self.description,
             tags=self.tags,

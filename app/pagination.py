@@ -7,7 +7,7 @@ import hmac
 import json
 
 from app.errors import BadCursor
-from app.storage.images import ListFilter, ListPosition
+from app.storage.listing import ListFilter, ListPosition
 
 _MAC_BYTES = 16
 

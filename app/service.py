@@ -16,11 +16,14 @@ from app.models import (
     ImageList,
     ImageRecord,
     ListQuery,
+    Status,
     UploadInstructions,
     format_timestamp,
 )
 from app.pagination import CursorCodec
-from app.storage.images import PENDING_TAGGING, ImageStore, ListFilter
+from app.storage import Storage
+from app.storage.items import PENDING_TAGGING
+from app.storage.listing import ListFilter
 from app.storage.resources import SWEEP_SHARDS
 
 # How long a half-finished delete's marker lives before the sweep finishes it.
@@ -49,20 +52,22 @@ def content_disposition(filename: str) -> str:
 class ImageService:
     def __init__(
         self,
-        store: ImageStore,
+        storage: Storage,
         settings: Settings,
         cursors: CursorCodec,
         clock: Clock | None = None,
     ) -> None:
-        self._store = store
+        self._table = storage.table
+        self._objects = storage.objects
+        self._listing = storage.listing
         self._settings = settings
         self._cursors = cursors
         self._clock = clock or _utcnow
 
     def _owned(self, user_id: str, image_id: str) -> ImageRecord:
-        record = self._store.get(image_id)
+        record = self._table.get(image_id)
         # Someone else's image, one being deleted, and no image at all look the same.
-        if record is None or record.user_id != user_id or record.status == "deleting":
+        if record is None or record.user_id != user_id or record.status == Status.DELETING:
             raise image_not_found()
         return record
 
@@ -72,7 +77,7 @@ class ImageService:
             raise TooLarge(f"size {request.size} exceeds the limit of {limit} bytes")
         record, now = self._register(user_id, request)
         ttl = self._settings.upload_url_ttl_seconds
-        url = self._store.presign_put(record.id, record.content_type, record.size, ttl)
+        url = self._objects.presign_put(record.id, record.content_type, record.size, ttl)
         return CreateImageResponse(
             image=record.public(),
             upload=UploadInstructions(
@@ -94,7 +99,7 @@ class ImageService:
             raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
         dims = self._verify(data[: self._settings.verify_prefix_bytes], request, len(data), "")
         record, _ = self._register(user_id, request)
-        self._store.put_object(record.id, data, record.content_type)
+        self._objects.put(record.id, data, record.content_type)
         return self._mark_ready(record, dims)
 
     def _register(self, user_id: str, request: CreateImageRequest) -> tuple[ImageRecord, datetime]:
@@ -106,23 +111,23 @@ class ImageService:
             filename=request.filename,
             content_type=request.content_type,
             size=request.size,
-            status="pending",
+            status=Status.PENDING,
             created_at=format_timestamp(now),
             title=request.title,
             description=request.description,
             tags=request.tags,
         )
         pending_until = now + timedelta(seconds=self._settings.pending_ttl_seconds)
-        self._store.put_pending(
+        self._table.put_pending(
             record, expires_at=int(pending_until.timestamp()), now=int(now.timestamp())
         )
         return record, now
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
-        if record.status == "ready":
+        if record.status == Status.READY:
             return record.public()
-        head = self._store.read_head(image_id, self._settings.verify_prefix_bytes)
+        head = self._objects.read_head(image_id, self._settings.verify_prefix_bytes)
         if head is None:
             raise Conflict("Nothing uploaded yet: PUT the bytes to the upload URL, then confirm")
         try:
@@ -130,7 +135,7 @@ class ImageService:
         except InvalidImage:
             # Bad bytes never stay in the bucket. The record stays pending, so the client
             # may PUT again while its URL is valid; otherwise the sweep removes it.
-            self._store.delete_object(image_id)
+            self._objects.delete(image_id)
             raise
         return self._mark_ready(record, dims)
 
@@ -154,10 +159,10 @@ class ImageService:
         return dims
 
     def _mark_ready(self, record: ImageRecord, dims: Dimensions) -> Image:
-        if not self._store.tag_confirmed(record.id):
+        if not self._objects.tag_confirmed(record.id):
             raise image_not_found()  # deleted while we were verifying it
         now = self._clock()
-        ready = self._store.mark_ready(
+        ready = self._table.mark_ready(
             record, format_timestamp(now), dims.width, dims.height, int(now.timestamp())
         )
         return ready.public()
@@ -167,10 +172,10 @@ class ImageService:
 
     def download(self, user_id: str, image_id: str) -> DownloadLink:
         record = self._owned(user_id, image_id)
-        if record.status != "ready":
+        if record.status != Status.READY:
             raise Conflict("The image is not confirmed yet")
         ttl = self._settings.download_url_ttl_seconds
-        url = self._store.presign_get(image_id, content_disposition(record.filename), ttl)
+        url = self._objects.presign_get(image_id, content_disposition(record.filename), ttl)
         return DownloadLink(url=url, expires_at=self._clock() + timedelta(seconds=ttl))
 
     def list(self, user_id: str, query: ListQuery) -> ImageList:
@@ -184,7 +189,7 @@ class ImageService:
         start = self._cursors.decode(query.cursor, user_id, where) if query.cursor else None
         if where.created_from and where.created_to and where.created_from > where.created_to:
             return ImageList(items=[], next_cursor=None)  # an empty range, not an error
-        records, position = self._store.query(
+        records, position = self._listing.query(
             user_id, where, query.limit, start, self._settings.list_read_budget
         )
         return ImageList(
@@ -196,7 +201,7 @@ class ImageService:
         """Hide, then remove bytes, then remove the record: a crash at any step leaves a
         hidden record that a retried DELETE (or the sweep) finishes; never a listed image
         without bytes, never bytes without a record that points at them."""
-        self._finish_delete(self._store.mark_deleting(image_id, user_id, self._marker_ttl()))
+        self._finish_delete(self._table.mark_deleting(image_id, user_id, self._marker_ttl()))
 
     def sweep(self) -> int:
         """Remove uploads never confirmed by their deadline, and finish stalled deletes,
@@ -204,8 +209,8 @@ class ImageService:
         now = int(self._clock().timestamp())
         removed = 0
         for shard in SWEEP_SHARDS:
-            for found in self._store.abandoned(shard, now):
-                marked = self._store.mark_deleting(
+            for found in self._listing.abandoned(shard, now):
+                marked = self._table.mark_deleting(
                     found.id, found.user_id, self._marker_ttl(), abandoned_before=now
                 )
                 removed += self._finish_delete(marked)
@@ -217,6 +222,6 @@ class ImageService:
     def _finish_delete(self, marked: ImageRecord | None) -> int:
         if marked is None:
             return 0
-        self._store.delete_object(marked.id)
-        self._store.delete_record(marked)
+        self._objects.delete(marked.id)
+        self._table.delete_record(marked)
         return 1

@@ -12,14 +12,14 @@ import botocore.session
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.images import ImageStore
+from app.storage.objects import ImageObjects
 
 
 def run(n: int = 2000) -> dict[str, Any]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     settings = Settings(jwt_secret="bench-secret-" + "0" * 32)
-    store = ImageStore(AwsClients(settings), settings)
+    store = ImageObjects(AwsClients(settings), settings)
     store.presign_get("warm", "attachment", 300)  # first use builds the shared client
     built: Counter[str] = Counter()
     session_init, create_client = (

@@ -20,7 +20,7 @@ from app.config import Settings
 from app.local import free_port
 from app.main import create_app
 from app.storage.clients import AwsClients
-from app.storage.images import PENDING_TAGGING, object_key
+from app.storage.items import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
 from tests.imagefiles import make_image
 from tests.servers import BASE_ENV, moto_server, running, uvicorn_command

@@ -27,7 +27,7 @@ from PIL import Image
 
 from app.auth import issue_token
 from app.config import Settings
-from app.storage.images import object_key
+from app.storage.items import object_key
 
 
 @dataclass

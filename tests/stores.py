@@ -4,7 +4,7 @@ from typing import Any
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
+from app.storage.items import object_key
 
 
 def record(clients: AwsClients, settings: Settings, image_id: str) -> dict[str, Any] | None:

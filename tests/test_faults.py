@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
+from app.storage.items import object_key
 from tests.conftest import Uploader
 from tests.stores import has_object, record, usage
 

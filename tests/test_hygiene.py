@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.storage.clients import AwsClients
-from app.storage.images import object_key
+from app.storage.items import object_key
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET, Uploader, bearer
 from tests.imagefiles import make_image
@@ -134,8 +134,7 @@ def test_sweep_finishes_an_interrupted_delete(
     clock: Clock,
 ) -> None:
     image = upload(alice)
-    store = app.state.service._store
-    store.mark_deleting(image["id"], "alice", int(clock.now.timestamp()) + 3600)
+    app.state.storage.table.mark_deleting(image["id"], "alice", int(clock.now.timestamp()) + 3600)
     clock.advance(3601)
 
     removed = _sweep(app)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.storage.images import object_key
+from app.storage.items import object_key
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET, bearer
 from tests.imagefiles import make_image

@@ -1,0 +1,80 @@
+"""What the table and the bucket hold: every key, and image records in and out of items."""
+
+from typing import TYPE_CHECKING, Any
+
+from app.models import ImageRecord, Status
+from app.storage.resources import PENDING_TAG, TTL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+Key = dict[str, "AttributeValueTypeDef"]
+
+PENDING_TAGGING = "=".join(PENDING_TAG)
+
+
+def object_key(image_id: str) -> str:
+    """Server-chosen key: never derived from the client's filename."""
+    return f"images/{image_id}"
+
+
+def image_key(image_id: str) -> Key:
+    return {"image_id": {"S": image_id}}
+
+
+# Bookkeeping items share the table; '#' cannot occur in an image id, and they carry no
+# user_id, so they never appear in the listing index.
+def usage_key(user_id: str) -> Key:
+    return image_key(f"usage#{user_id}")
+
+
+def window_key(user_id: str, window_start: int) -> Key:
+    return image_key(f"uploads#{user_id}#{window_start}")
+
+
+def to_item(record: ImageRecord, expires_at: int | None) -> Item:
+    item: Item = {
+        "image_id": {"S": record.id},
+        "user_id": {"S": record.user_id},
+        "created_at": {"S": record.created_at},
+        "filename": {"S": record.filename},
+        "content_type": {"S": record.content_type},
+        "size": {"N": str(record.size)},
+        "status": {"S": record.status},
+        "tags": {"L": [{"S": tag} for tag in record.tags]},
+    }
+    if record.title is not None:
+        item["title"] = {"S": record.title}
+    if record.description is not None:
+        item["description"] = {"S": record.description}
+    if expires_at is not None:
+        item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
+        item["sweep_shard"] = {"S": record.id[0]}
+    return item
+
+
+def from_item(item: dict[str, Any]) -> ImageRecord:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return None if value is None else str(value["S"])
+
+    def number(name: str) -> int | None:
+        value = item.get(name)
+        return None if value is None else int(value["N"])
+
+    return ImageRecord(
+        id=item["image_id"]["S"],
+        user_id=item["user_id"]["S"],
+        filename=item["filename"]["S"],
+        content_type=item["content_type"]["S"],
+        size=int(item["size"]["N"]),
+        status=Status(item["status"]["S"]),
+        created_at=item["created_at"]["S"],
+        title=text("title"),
+        description=text("description"),
+        tags=[tag["S"] for tag in item.get("tags", {}).get("L", [])],
+        uploaded_at=text("uploaded_at"),
+        width=number("width"),
+        height=number("height"),
+    )

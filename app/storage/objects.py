@@ -1,0 +1,112 @@
+"""The images bucket: each method is one S3 call, or none (presigning is local)."""
+
+import re
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from app.config import Settings
+from app.storage.clients import AwsClients, aws_call, error_code
+from app.storage.items import PENDING_TAGGING, object_key
+from app.storage.resources import PENDING_TAG
+
+_CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """The first bytes of an uploaded object and what S3 says about the whole."""
+
+    data: bytes
+    total_size: int
+    content_type: str
+
+
+class ImageObjects:
+    def __init__(self, clients: AwsClients, settings: Settings) -> None:
+        self._clients = clients
+        self._bucket = settings.bucket
+
+    def read_head(self, image_id: str, max_bytes: int) -> ObjectHead | None:
+        """The object's first `max_bytes`, its total size and type; None if not uploaded.
+
+        One ranged GET does the work of HeadObject + GetObject: Content-Range carries the
+        total size, and the whole object is never read.
+        """
+        with aws_call():
+            try:
+                response = self._clients.s3.get_object(
+                    Bucket=self._bucket, Key=object_key(image_id), Range=f"bytes=0-{max_bytes - 1}"
+                )
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in ("NoSuchKey", "404"):
+                    return None
+                if code == "InvalidRange":  # a zero-byte object has no byte 0
+                    return ObjectHead(b"", 0, "")
+                raise
+            with response["Body"] as body:
+                data = body.read(max_bytes)
+        match = _CONTENT_RANGE.match(response.get("ContentRange", ""))
+        total = int(match.group(1)) if match else response["ContentLength"]
+        return ObjectHead(data, total, response.get("ContentType", ""))
+
+    def tag_confirmed(self, image_id: str) -> bool:
+        """Retag the object `state=ready`, out of the lifecycle rule's reach, before the
+        record says ready: the other order could leave a ready image whose bytes expire
+        tomorrow. False if the object is gone (a concurrent delete got there first)."""
+        key, _ = PENDING_TAG
+        with aws_call():
+            try:
+                self._clients.s3.put_object_tagging(
+                    Bucket=self._bucket,
+                    Key=object_key(image_id),
+                    Tagging={"TagSet": [{"Key": key, "Value": "ready"}]},
+                )
+            except ClientError as exc:
+                if error_code(exc) in ("NoSuchKey", "404"):
+                    return False
+                raise
+        return True
+
+    def put(self, image_id: str, data: bytes, content_type: str) -> None:
+        """What a client's presigned PUT does, for bytes the service received itself."""
+        with aws_call():
+            self._clients.s3.put_object(
+                Bucket=self._bucket,
+                Key=object_key(image_id),
+                Body=data,
+                ContentType=content_type,
+                Tagging=PENDING_TAGGING,
+            )
+
+    def delete(self, image_id: str) -> None:
+        # DeleteObject succeeds for a missing key, which makes retries free of special cases.
+        with aws_call():
+            self._clients.s3.delete_object(Bucket=self._bucket, Key=object_key(image_id))
+
+    def presign_put(self, image_id: str, content_type: str, size: int, expires_in: int) -> str:
+        # Content-Type and Content-Length are signed (X-Amz-SignedHeaders), so S3 itself
+        # refuses a PUT of another type or size; presigning is local, no round trip.
+        return self._clients.s3_presign.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": object_key(image_id),
+                "ContentType": content_type,
+                "ContentLength": size,
+                "Tagging": PENDING_TAGGING,
+            },
+            ExpiresIn=expires_in,
+        )
+
+    def presign_get(self, image_id: str, content_disposition: str, expires_in: int) -> str:
+        return self._clients.s3_presign.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": object_key(image_id),
+                "ResponseContentDisposition": content_disposition,
+            },
+            ExpiresIn=expires_in,
+        )
