@@ -6,6 +6,13 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: run test lint pytest loadtest bench format clean
 
+# LocalStack needs Python >= 3.13 (it imports warnings.deprecated): the first one found
+# that runs (pyenv's shims exist for every version but only run the selected ones, so
+# its install folders are tried too). Without one, its test tier is skipped, saying why.
+LOCALSTACK := .localstack
+LOCALSTACK_PYTHON ?= $(shell for p in python3.14 python3.13 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python3; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && { echo "$$p"; break; }; done)
+
 # Each stamp records which extras are installed; editing pyproject.toml reinstalls.
 $(VENV)/.local: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +27,17 @@ $(VENV)/.dev: pyproject.toml
 run: $(VENV)/.local  ## serve on :8080 with the embedded AWS emulator
 	$(BIN)/python -m app serve
 
-test: $(VENV)/.dev lint pytest  ## lint, type-check and run the whole suite
+test: $(VENV)/.dev $(LOCALSTACK)/.installed lint pytest  ## lint, type-check and run the whole suite
+
+# Installed once (about a minute), then reused: the stamp changes only with its pins.
+$(LOCALSTACK)/.installed: tests/localstack/requirements.txt
+	@if [ -z "$(LOCALSTACK_PYTHON)" ]; then \
+		echo "No Python >= 3.13 found: the LocalStack test tier will be skipped"; \
+	else \
+		{ test -x $(LOCALSTACK)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK); } && \
+		$(LOCALSTACK)/bin/python -m pip --disable-pip-version-check -q install \
+			-r tests/localstack/requirements.txt && touch $@; \
+	fi
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check app tests bench
@@ -42,4 +59,4 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix app tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOCALSTACK) .pytest_cache .mypy_cache .ruff_cache *.egg-info

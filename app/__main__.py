@@ -1,8 +1,10 @@
-"""`python -m app [serve|token USER|create-resources]`."""
+"""`python -m app [serve|token USER|create-resources|sweep|reconcile USER]`."""
 
 import argparse
+import json
 import logging
 import sys
+from dataclasses import asdict
 
 from pydantic import SecretStr
 
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("user")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     commands.add_parser("create-resources", help="create bucket and table; safe to repeat")
-    commands.add_parser("sweep", help="remove abandoned uploads from both stores")
+    sweep = commands.add_parser("sweep", help="finish abandoned uploads and stalled deletes")
+    sweep.add_argument("--seconds", type=float, help="time budget (default: until done)")
+    reconcile = commands.add_parser("reconcile", help="recount USER's usage and fix drift")
+    reconcile.add_argument("user")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -77,11 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "create-resources":
         ensure_resources(AwsClients(settings), settings)
         print(f"bucket {settings.bucket} and table {settings.table} are ready")
-    elif args.command == "sweep":
+    elif args.command in ("sweep", "reconcile"):
         from app.main import create_app  # noqa: PLC0415
 
-        removed = create_app(_with_dev_secret(settings)).state.service.sweep()
-        print(f"removed {removed} abandoned uploads")
+        maintenance = create_app(_with_dev_secret(settings)).state.maintenance
+        if args.command == "sweep":
+            print(json.dumps(asdict(maintenance.sweep(args.seconds))))
+        else:
+            result = maintenance.reconcile(args.user)
+            print(json.dumps({**asdict(result), "drift": result.drift}))
     else:
         serve(settings)
 

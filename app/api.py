@@ -12,6 +12,7 @@ from fastapi import (
     Depends,
     File,
     Form,
+    Header,
     Path,
     Query,
     Request,
@@ -45,6 +46,19 @@ async def _service(request: Request) -> ImageService:
 
 Service = Annotated[ImageService, Depends(_service)]
 PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string per logical upload (a UUID): a retry with the same key "
+        "and body answers the first response again (for 24 hours) instead of creating a "
+        "second image; the same key with another body is 422",
+    ),
+]
+REPLAYED = "Idempotent-Replayed"
 
 _ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing, invalid or expired bearer token"},
@@ -63,22 +77,34 @@ router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
     status_code=status.HTTP_201_CREATED,
     responses={
         400: {"description": "The body is not UTF-8 JSON"},
+        409: {"description": "The image this Idempotency-Key created was deleted"},
         413: {"description": "Over the size limit or the storage quota"},
+        422: {"description": "Invalid field, or an Idempotency-Key reused with another body"},
         **_QUOTA,
     },
 )
 async def create_image(
-    body: CreateImageRequest, user: UserId, service: Service
+    body: CreateImageRequest,
+    user: UserId,
+    service: Service,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
-    return await run_in_threadpool(service.create, user, body)
+    created, replayed = await run_in_threadpool(service.create, user, body, idempotency_key)
+    if replayed:
+        response.headers[REPLAYED] = "true"
+    return created
 
 
 @router.post(
     "/direct",
     status_code=status.HTTP_201_CREATED,
     responses={
+        400: {"description": "The body is not valid multipart/form-data"},
+        409: {"description": "The image this Idempotency-Key created was deleted"},
         413: {"description": "Over IMAGES_MAX_DIRECT_BYTES or the storage quota"},
+        422: {"description": "Not the image it claims, or an Idempotency-Key reused otherwise"},
         **_QUOTA,
     },
 )
@@ -90,6 +116,8 @@ async def upload_direct(
     title: Annotated[str | None, Form()] = None,
     description: Annotated[str | None, Form()] = None,
     tags: Annotated[list[str] | None, Form(description="Repeat the field per tag")] = None,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Image:
     """Upload a small image in one multipart request; verified like confirm, answered ready."""
     data = await file.read()  # bounded by the body size limit before we get here
@@ -107,7 +135,12 @@ async def upload_direct(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from exc
-    return await run_in_threadpool(service.upload_direct, user, declared, data)
+    image, replayed = await run_in_threadpool(
+        service.upload_direct, user, declared, data, idempotency_key
+    )
+    if replayed:
+        response.headers[REPLAYED] = "true"
+    return image
 
 
 @router.post(

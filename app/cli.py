@@ -1,7 +1,7 @@
 """`images`: the command-line client. It speaks only the public HTTP API, like any client.
 
     images login --url http://localhost:8080 --token "$TOKEN"
-    images upload cat.png dog.jpg --tag pets
+    images upload ~/Pictures/album/*.jpg --tag holiday      # a few at a time, resumable
     images ls --tag pets
     images get ID -o copy.png
     images url ID
@@ -9,6 +9,10 @@
 
 Every command takes --json for machine-readable output. Errors go to stderr; the exit
 status is 0 on success, 1 when anything failed, 2 for bad usage.
+
+Every call it makes is safe to repeat (uploads carry an Idempotency-Key per file), so it
+retries what the service says to retry (503, and 429 with Retry-After) and lost
+connections, a few times with backoff: a flaky network never creates a duplicate.
 """
 
 import argparse
@@ -17,15 +21,25 @@ import mimetypes
 import os
 import stat
 import sys
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 CHUNK = 64 * 1024
+ATTEMPTS = 5
+MAX_WAIT_SECONDS = 30.0
+# Uploads in flight at once: enough to hide latency, few enough to stay far below the
+# service's bound on unconfirmed uploads however many files are given.
+DEFAULT_PARALLEL = 4
+T = TypeVar("T")
 TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -37,6 +51,39 @@ TYPES = {
 
 class CliError(Exception):
     """A failure to report on stderr, with exit status 1."""
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, wait: float) -> None:
+        super().__init__(reason)
+        self.wait = wait
+
+
+def _backoff(attempt: int) -> float:
+    return min(MAX_WAIT_SECONDS, 0.5 * 2.0**attempt)
+
+
+def _retrying(action: Callable[[], T], what: str) -> T:
+    """Run `action`, again after the wait it asks for when it raises _Retry."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return action()
+        except _Retry as retry:
+            if attempt == ATTEMPTS - 1:
+                raise CliError(f"{what}: {retry} (gave up after {ATTEMPTS} attempts)") from retry
+            time.sleep(retry.wait if retry.wait >= 0 else _backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    if value is None:
+        return None
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return None
+    return min(MAX_WAIT_SECONDS, seconds)
 
 
 def config_path() -> Path:
@@ -63,22 +110,39 @@ class Api:
         return cls(url.rstrip("/"), token)
 
     def call(
-        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         url = self.url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-        request.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                payload = response.read()
-        except urllib.error.HTTPError as exc:
-            raise CliError(f"{method} {path}: {exc.code} {_detail(exc)}") from exc
-        except urllib.error.URLError as exc:
-            raise CliError(f"cannot reach {self.url}: {exc.reason}") from exc
-        return json.loads(payload) if payload else None
+
+        def attempt() -> Any:
+            request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+            request.add_header("Authorization", f"Bearer {self.token}")
+            for name, value in (headers or {}).items():
+                request.add_header(name, value)
+            if data is not None:
+                request.add_header("Content-Type", "application/json")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    payload = response.read()
+            except urllib.error.HTTPError as exc:
+                wait = _retry_after(exc.headers)
+                # 429 without Retry-After is a quota: waiting would not help.
+                if exc.code in (502, 503, 504) or (exc.code == 429 and wait is not None):
+                    raise _Retry(
+                        f"{exc.code} {_detail(exc)}", -1 if wait is None else wait
+                    ) from exc
+                raise CliError(f"{method} {path}: {exc.code} {_detail(exc)}") from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                raise _Retry(f"cannot reach {self.url}: {exc}", -1) from exc
+            return json.loads(payload) if payload else None
+
+        return _retrying(attempt, f"{method} {path}")
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:
@@ -93,34 +157,78 @@ def _detail(exc: urllib.error.HTTPError) -> str:
     return str(detail)
 
 
-def _progress(name: str, done: int, total: int) -> None:
-    if not sys.stderr.isatty() and done not in (0, total):
-        return  # a log file gets the start and the end, not every chunk
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(
-        f"\r{name[:30]:<30} [{'#' * filled}{'.' * (width - filled)}] "
-        f"{100 * done // max(total, 1):3d}%"
-    )
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class Progress:
+    """One file: a bar per file (start and end only when stderr is not a terminal).
+    Many files in parallel: a line per finished file, with the count so far."""
+
+    def __init__(self, files: int) -> None:
+        self._files = files
+        self._finished = 0
+        self._lock = threading.Lock()
+
+    def bytes(self, name: str, done: int, total: int) -> None:
+        if self._files > 1 or (not sys.stderr.isatty() and done not in (0, total)):
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(
+            f"\r{name[:30]:<30} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{100 * done // max(total, 1):3d}%"
+        )
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def finished(self, name: str, error: str | None) -> None:
+        with self._lock:
+            self._finished += 1
+            if error is not None:
+                sys.stderr.write(f"error: {error}\n")
+            elif self._files > 1:
+                sys.stderr.write(f"[{self._finished}/{self._files}] {name}\n")
+            sys.stderr.flush()
 
 
-def _chunks(handle: BinaryIO, name: str, total: int) -> Iterator[bytes]:
+def _chunks(handle: BinaryIO, name: str, total: int, progress: Progress) -> Iterator[bytes]:
     done = 0
-    _progress(name, 0, total)
+    progress.bytes(name, 0, total)
     while chunk := handle.read(CHUNK):
         done += len(chunk)
-        _progress(name, done, total)
+        progress.bytes(name, done, total)
         yield chunk
 
 
-def _upload_one(api: Api, path: Path, tags: list[str], title: str | None) -> dict[str, Any]:
+def _put(upload: dict[str, Any], path: Path, size: int, progress: Progress) -> None:
+    """PUT the file to the presigned URL. 412 means our own earlier attempt already
+    stored it (the URL only ever accepts the first upload)."""
+    with path.open("rb") as handle:
+        request = urllib.request.Request(  # noqa: S310 - the URL the API returned
+            upload["url"],
+            data=_chunks(handle, path.name, size, progress),
+            method=upload["method"],
+            headers=upload["headers"],
+        )
+        try:
+            urllib.request.urlopen(request, timeout=300).close()  # noqa: S310
+        except urllib.error.HTTPError as exc:
+            if exc.code == 412:
+                return
+            if exc.code >= 500:
+                raise _Retry(f"storage answered {exc.code}", -1) from exc
+            raise CliError(f"{path}: upload to storage refused: {exc.code}") from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise _Retry(f"upload to storage failed: {exc}", -1) from exc
+
+
+def _upload_one(
+    api: Api, path: Path, tags: list[str], title: str | None, progress: Progress
+) -> dict[str, Any]:
     content_type = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if content_type not in TYPES.values():
         raise CliError(f"{path}: not a JPEG, PNG, GIF or WebP file name")
     size = path.stat().st_size
+    # One key per file for this run: however often the create is retried, one image.
+    key = {"Idempotency-Key": f"cli-{uuid.uuid4()}"}
     created = api.call(
         "POST",
         "/images",
@@ -131,19 +239,10 @@ def _upload_one(api: Api, path: Path, tags: list[str], title: str | None) -> dic
             "tags": tags,
             **({"title": title} if title else {}),
         },
+        headers=key,
     )
-    upload = created["upload"]
-    with path.open("rb") as handle:
-        request = urllib.request.Request(  # noqa: S310 - the URL the API returned
-            upload["url"],
-            data=_chunks(handle, path.name, size),
-            method=upload["method"],
-            headers=upload["headers"],
-        )
-        try:
-            urllib.request.urlopen(request, timeout=300).close()  # noqa: S310
-        except urllib.error.URLError as exc:
-            raise CliError(f"{path}: upload to storage failed: {exc}") from exc
+    if created["image"]["status"] != "ready":
+        _retrying(lambda: _put(created["upload"], path, size, progress), str(path))
     ready: dict[str, Any] = api.call("POST", f"/images/{created['image']['id']}/confirm")
     return ready
 
@@ -181,14 +280,21 @@ def cmd_login(args: argparse.Namespace) -> None:
 
 def cmd_upload(args: argparse.Namespace) -> None:
     api = Api.from_config()
-    done: list[dict[str, Any]] = []
-    failed: list[dict[str, str]] = []
-    for name in args.files:
+    progress = Progress(len(args.files))
+
+    def upload(name: str) -> dict[str, Any] | dict[str, str]:
         try:
-            done.append(_upload_one(api, Path(name), args.tag, args.title))
+            image = _upload_one(api, Path(name), args.tag, args.title, progress)
         except (CliError, OSError) as exc:
-            failed.append({"file": name, "error": str(exc)})
-            print(f"error: {exc}", file=sys.stderr)
+            progress.finished(name, str(exc))
+            return {"file": name, "error": str(exc)}
+        progress.finished(name, None)
+        return image
+
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        results = list(pool.map(upload, args.files))
+    done = [result for result in results if "error" not in result]
+    failed = [result for result in results if "error" in result]
     _out(
         args,
         {"uploaded": done, "failed": failed},
@@ -276,6 +382,9 @@ def parser() -> argparse.ArgumentParser:
     upload.add_argument("files", nargs="+", metavar="FILE")
     upload.add_argument("--tag", action="append", default=[], help="repeat for more tags")
     upload.add_argument("--title")
+    upload.add_argument(
+        "--parallel", type=int, default=DEFAULT_PARALLEL, help="uploads in flight at once"
+    )
     upload.set_defaults(run=cmd_upload)
     ls = command("ls", "list your images, newest first")
     ls.add_argument("--type", help="jpeg, png, gif, webp (or a content type)")

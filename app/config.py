@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -48,14 +48,30 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * MiB, ge=1, le=5 * 1024 * MiB)
     upload_url_ttl_seconds: int = Field(default=15 * 60, ge=60, le=3600)
     download_url_ttl_seconds: int = Field(default=5 * 60, ge=1, le=7 * 24 * 3600)
-    # How long an unconfirmed upload is kept before DynamoDB's TTL reaps it.
-    pending_ttl_seconds: Seconds = 24 * 3600
-    # Per-user quotas: ready images and their bytes (checked at create, enforced at
-    # confirm), and uploads started per window, so nobody mints unlimited upload URLs.
+    # How long an upload may stay unconfirmed; then the sweep removes it from both stores.
+    # At most a day: the bucket's lifecycle rule expires still-pending objects after two,
+    # which must stay later than any confirm (and the sweep's retag after it).
+    upload_deadline_seconds: int = Field(default=24 * 3600, ge=60, le=24 * 3600)
+    # Per-user quotas, reserved when an upload starts (pending uploads count) and given
+    # back when it is deleted or swept: images, their bytes, and what may be outstanding
+    # unconfirmed at once, so nobody parks storage in uploads they never finish.
     max_images_per_user: int = Field(default=10_000, ge=1)
     max_bytes_per_user: int = Field(default=10 * 1024 * MiB, ge=1)
-    max_uploads_per_window: int = Field(default=100, ge=1)
-    upload_window_seconds: int = Field(default=3600, ge=60)
+    max_pending_uploads: int = Field(default=1000, ge=1)
+    max_pending_bytes: int = Field(default=2 * 1024 * MiB, ge=1)
+    # Seconds a 429 for too many unconfirmed uploads tells the client to wait: slots free
+    # as the client's own uploads are confirmed.
+    pending_retry_after_seconds: Seconds = 5
+    # How long an Idempotency-Key is remembered (at least a day, as clients expect).
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600, le=30 * 24 * 3600)
+    # A confirmed image or a started delete whose follow-up work (retagging, variants,
+    # removing bytes) is not reported done within this time is finished by the sweep.
+    finish_grace_seconds: int = Field(default=600, ge=1)
+    # Items the sweep takes from one shard before moving to the next (fairness).
+    sweep_batch: int = Field(default=25, ge=1, le=1000)
+    # Reconcile trusts the listing index only once the user's usage has not changed for
+    # this long: the index is eventually consistent.
+    reconcile_settle_seconds: float = Field(default=10, ge=0, le=300)
     # Images with more pixels are refused at confirm: a 40-megapixel cap stops pixel
     # floods aimed at whatever decodes the image later (thumbnails, browsers).
     max_pixels: int = Field(default=40_000_000, ge=1)
@@ -93,6 +109,13 @@ class Settings(BaseSettings):
     aws_endpoint_url_dynamodb: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_DYNAMODB")
     )
+
+    @model_validator(mode="after")
+    def _deadline_outlives_upload_url(self) -> "Settings":
+        # A PUT through a still-valid URL must never land after its record was swept.
+        if self.upload_deadline_seconds < self.upload_url_ttl_seconds:
+            raise ValueError("upload_deadline_seconds must be at least upload_url_ttl_seconds")
+        return self
 
     @property
     def s3_endpoint(self) -> str | None:

@@ -38,12 +38,18 @@ class InvalidImage(ServiceError):
     status = 422
 
 
+class IdempotencyMismatch(ServiceError):
+    """An Idempotency-Key reused with a different request (Stripe's convention: 422)."""
+
+    status = 422
+
+
 class TooLarge(ServiceError):
     status = 413
 
 
 class TooMany(ServiceError):
-    """A per-user count quota (images, uploads started per window) is used up."""
+    """A per-user count quota (images, unconfirmed uploads) is used up."""
 
     status = 429
 

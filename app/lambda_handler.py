@@ -5,6 +5,7 @@ app uvicorn serves. EventBridge's scheduled event runs the sweep of abandoned up
 Everything is built once per cold start; AWS clients on first use.
 """
 
+from dataclasses import asdict
 from typing import Any
 
 from mangum import Mangum
@@ -34,7 +35,12 @@ asgi_handler = Mangum(
 )
 
 
+# Leave this much of the invocation's time to report back before Lambda stops it.
+SWEEP_MARGIN_SECONDS = 5
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("source") == "aws.events":
-        return {"removed": app.state.service.sweep()}
+        budget = context.get_remaining_time_in_millis() / 1000 - SWEEP_MARGIN_SECONDS
+        return asdict(app.state.maintenance.sweep(seconds=max(budget, 1)))
     return asgi_handler(event, context)

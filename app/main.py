@@ -18,7 +18,9 @@ from app.config import Settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.logs import RequestContext, configure_logging
+from app.maintenance import Maintenance
 from app.pagination import CursorCodec
+from app.security import SecurityHeaders
 from app.service import Clock, ImageService
 from app.storage import Storage
 from app.storage.clients import AwsClients
@@ -68,7 +70,6 @@ def _add_pages(app: FastAPI, demo_token: str | None) -> None:
         # Presigned URLs point at S3 (or the emulator): images and PUTs go there.
         "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; "
         "connect-src 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
-        "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
     }
@@ -116,12 +117,10 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     app.state.clients = clients = clients or AwsClients(settings)
     app.state.storage = storage = Storage.connect(clients, settings)
-    app.state.service = ImageService(
-        storage,
-        settings,
-        CursorCodec(_cursor_secret(settings)),
-        clock,
+    app.state.service = service = ImageService(
+        storage, settings, CursorCodec(_cursor_secret(settings)), clock
     )
+    app.state.maintenance = Maintenance(service, storage, settings)
     install_error_handlers(app)
     multipart_limit = settings.max_direct_bytes + 64 * 1024  # the file plus form fields
     app.add_middleware(
@@ -130,6 +129,7 @@ def create_app(
             multipart_limit if path == "/images/direct" else settings.max_json_body_bytes
         ),
     )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     app.include_router(api.router)
 

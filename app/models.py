@@ -182,6 +182,13 @@ class ImageRecord:
     uploaded_at: str | None = None
     width: int | None = None
     height: int | None = None
+    # While set, the sweep owns whatever is unfinished once this Unix time has passed.
+    due_at: int | None = None
+
+    @property
+    def was_confirmed(self) -> bool:
+        """Ready, or being deleted after it was: what its quota was counted as."""
+        return self.uploaded_at is not None
 
     def public(self) -> Image:
         return Image(

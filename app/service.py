@@ -1,12 +1,22 @@
 """The rules of the image API: ownership, limits, verification and the order of writes."""
 
-import urllib.parse
+import hashlib
+import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from app.config import Settings
-from app.errors import Conflict, InvalidImage, TooLarge, image_not_found
+from app.errors import (
+    Conflict,
+    IdempotencyMismatch,
+    InvalidImage,
+    TooLarge,
+    Unavailable,
+    image_not_found,
+)
+from app.filenames import content_disposition, download_name
 from app.imaging import Dimensions, inspect_image
 from app.models import (
     CreateImageRequest,
@@ -22,12 +32,10 @@ from app.models import (
 )
 from app.pagination import CursorCodec
 from app.storage import Storage
-from app.storage.items import PENDING_TAGGING
 from app.storage.listing import ListFilter
-from app.storage.resources import SWEEP_SHARDS
+from app.storage.table import Replay, claim_for
 
-# How long a half-finished delete's marker lives before the sweep finishes it.
-DELETE_MARKER_TTL = timedelta(hours=1)
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -36,17 +44,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback and the exact name per RFC 6266 / RFC 5987.
-
-    The fallback drops what could break the header or a path (quotes, backslashes,
-    separators, control and non-ASCII characters); `filename*` carries every character.
-    """
-    fallback = "".join(
-        char if " " <= char <= "~" and char not in '"\\/;%' else "_" for char in filename
-    )
-    encoded = urllib.parse.quote(filename, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+def fingerprint(request: CreateImageRequest, data: bytes | None = None) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: the validated fields
+    (so key order, whitespace and tag case do not matter), and the bytes if any."""
+    fields = request.model_dump(mode="json")
+    if data is not None:
+        fields["sha256"] = hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 class ImageService:
@@ -62,7 +66,10 @@ class ImageService:
         self._listing = storage.listing
         self._settings = settings
         self._cursors = cursors
-        self._clock = clock or _utcnow
+        self.clock = clock or _utcnow
+
+    def now(self) -> int:
+        return int(self.clock().timestamp())
 
     def _owned(self, user_id: str, image_id: str) -> ImageRecord:
         record = self._table.get(image_id)
@@ -71,40 +78,61 @@ class ImageService:
             raise image_not_found()
         return record
 
-    def create(self, user_id: str, request: CreateImageRequest) -> CreateImageResponse:
-        limit = min(self._settings.max_upload_bytes, self._settings.max_bytes_per_user)
-        if request.size > limit:
-            raise TooLarge(f"size {request.size} exceeds the limit of {limit} bytes")
-        record, now = self._register(user_id, request)
-        ttl = self._settings.upload_url_ttl_seconds
-        url = self._objects.presign_put(record.id, record.content_type, record.size, ttl)
-        return CreateImageResponse(
-            image=record.public(),
-            upload=UploadInstructions(
-                url=url,
-                headers={
-                    "Content-Type": record.content_type,
-                    "Content-Length": str(record.size),
-                    "x-amz-tagging": PENDING_TAGGING,
-                },
-                expires_at=now + timedelta(seconds=ttl),
-            ),
+    def _check_size(self, size: int, transfer_limit: int) -> None:
+        limits = self._settings
+        limit = min(transfer_limit, limits.max_bytes_per_user, limits.max_pending_bytes)
+        if size > limit:
+            raise TooLarge(f"size {size} exceeds the limit of {limit} bytes")
+
+    def create(
+        self, user_id: str, request: CreateImageRequest, idempotency_key: str | None = None
+    ) -> tuple[CreateImageResponse, bool]:
+        """The pending image and where to PUT its bytes; True if this replays an earlier
+        request with the same Idempotency-Key (same image, fresh URL)."""
+        self._check_size(request.size, self._settings.max_upload_bytes)
+        moment = self.clock()
+        record, replayed = self._register(
+            user_id, request, idempotency_key, fingerprint(request), moment
         )
+        ttl = self._settings.upload_url_ttl_seconds
+        url, headers = self._objects.presign_put(record.id, record.content_type, record.size, ttl)
+        upload = UploadInstructions(
+            url=url, headers=headers, expires_at=moment + timedelta(seconds=ttl)
+        )
+        return CreateImageResponse(image=record.public(), upload=upload), replayed
 
-    def upload_direct(self, user_id: str, request: CreateImageRequest, data: bytes) -> Image:
+    def upload_direct(
+        self,
+        user_id: str,
+        request: CreateImageRequest,
+        data: bytes,
+        idempotency_key: str | None = None,
+    ) -> tuple[Image, bool]:
         """The one-request upload for small files: verified before anything is written,
-        then stored exactly as a presigned upload and its confirm would store it."""
-        limit = min(self._settings.max_direct_bytes, self._settings.max_bytes_per_user)
-        if len(data) > limit:
-            raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
+        then stored exactly as a presigned upload and its confirm would store it. A replay
+        finishes whatever the first attempt did not."""
+        self._check_size(len(data), self._settings.max_direct_bytes)
         dims = self._verify(data[: self._settings.verify_prefix_bytes], request, len(data), "")
-        record, _ = self._register(user_id, request)
+        record, replayed = self._register(
+            user_id, request, idempotency_key, fingerprint(request, data), self.clock()
+        )
+        if record.status == Status.READY:
+            return record.public(), replayed
+        # Already there when a replay follows an attempt that stopped after the PUT.
         self._objects.put(record.id, data, record.content_type)
-        return self._mark_ready(record, dims)
+        return self._mark_ready(record, dims), replayed
 
-    def _register(self, user_id: str, request: CreateImageRequest) -> tuple[ImageRecord, datetime]:
-        """Write the pending record (quota and upload bound checked in the same call)."""
-        now = self._clock()
+    def _register(
+        self,
+        user_id: str,
+        request: CreateImageRequest,
+        idempotency_key: str | None,
+        request_fingerprint: str,
+        moment: datetime,
+    ) -> tuple[ImageRecord, bool]:
+        """Write the pending record, reserving its quota; or, for a used key, the image the
+        key created."""
+        now = int(moment.timestamp())
         record = ImageRecord(
             id=uuid.uuid4().hex,
             user_id=user_id,
@@ -112,16 +140,30 @@ class ImageService:
             content_type=request.content_type,
             size=request.size,
             status=Status.PENDING,
-            created_at=format_timestamp(now),
+            created_at=format_timestamp(moment),
             title=request.title,
             description=request.description,
             tags=request.tags,
+            due_at=now + self._settings.upload_deadline_seconds,
         )
-        pending_until = now + timedelta(seconds=self._settings.pending_ttl_seconds)
-        self._table.put_pending(
-            record, expires_at=int(pending_until.timestamp()), now=int(now.timestamp())
-        )
-        return record, now
+        claim = None
+        if idempotency_key is not None:
+            expires = now + self._settings.idempotency_ttl_seconds
+            claim = claim_for(user_id, idempotency_key, request_fingerprint, expires)
+        try:
+            self._table.reserve(record, now, claim)
+        except Replay as replay:
+            if replay.fingerprint != request_fingerprint:
+                raise IdempotencyMismatch(
+                    "This Idempotency-Key was used with a different request; use a new key"
+                ) from replay
+            earlier = self._table.get(replay.target)
+            if earlier is None or earlier.status == Status.DELETING:
+                raise Conflict(
+                    "The image this Idempotency-Key created has been deleted; use a new key"
+                ) from replay
+            return earlier, True
+        return record, False
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
@@ -159,12 +201,29 @@ class ImageService:
         return dims
 
     def _mark_ready(self, record: ImageRecord, dims: Dimensions) -> Image:
-        if not self._objects.tag_confirmed(record.id):
-            raise image_not_found()  # deleted while we were verifying it
-        now = self._clock()
+        """Record first, tag second: a confirm that fails in between leaves a ready record
+        with a pending tag, which the sweep retags long before the lifecycle rule acts;
+        the other order could leave a refused upload tagged ready, out of its reach."""
+        moment = self.clock()
+        now = int(moment.timestamp())
         ready = self._table.mark_ready(
-            record, format_timestamp(now), dims.width, dims.height, int(now.timestamp())
+            record,
+            format_timestamp(moment),
+            dims.width,
+            dims.height,
+            now=now,
+            finish_by=now + self._settings.finish_grace_seconds,
         )
+        try:
+            present = self._objects.tag_ready(ready.id)
+        except Unavailable as exc:
+            # The image is ready: that is the answer. The sweep retags it.
+            log.warning(
+                "image %s is ready but not yet tagged, left to the sweep (%r)", ready.id, exc
+            )
+            return ready.public()
+        if not present:
+            raise image_not_found()  # deleted while we were confirming it
         return ready.public()
 
     def get(self, user_id: str, image_id: str) -> Image:
@@ -175,8 +234,11 @@ class ImageService:
         if record.status != Status.READY:
             raise Conflict("The image is not confirmed yet")
         ttl = self._settings.download_url_ttl_seconds
-        url = self._objects.presign_get(image_id, content_disposition(record.filename), ttl)
-        return DownloadLink(url=url, expires_at=self._clock() + timedelta(seconds=ttl))
+        name = download_name(record.filename, record.content_type)
+        url = self._objects.presign_get(
+            image_id, record.content_type, content_disposition(name), ttl
+        )
+        return DownloadLink(url=url, expires_at=self.clock() + timedelta(seconds=ttl))
 
     def list(self, user_id: str, query: ListQuery) -> ImageList:
         where = ListFilter(
@@ -198,30 +260,17 @@ class ImageService:
         )
 
     def delete(self, user_id: str, image_id: str) -> None:
-        """Hide, then remove bytes, then remove the record: a crash at any step leaves a
-        hidden record that a retried DELETE (or the sweep) finishes; never a listed image
-        without bytes, never bytes without a record that points at them."""
-        self._finish_delete(self._table.mark_deleting(image_id, user_id, self._marker_ttl()))
+        """Hide, then remove bytes, then remove the record (giving its quota back): a
+        crash at any step leaves a hidden record that a retried DELETE (or the sweep)
+        finishes; never a listed image without bytes, never bytes without a record."""
+        now = self.now()
+        marked = self._table.mark_deleting(
+            image_id, user_id, due_at=now + self._settings.finish_grace_seconds
+        )
+        if marked is not None:
+            self.finish_delete(marked)
 
-    def sweep(self) -> int:
-        """Remove uploads never confirmed by their deadline, and finish stalled deletes,
-        from both stores. Returns how many images were removed."""
-        now = int(self._clock().timestamp())
-        removed = 0
-        for shard in SWEEP_SHARDS:
-            for found in self._listing.abandoned(shard, now):
-                marked = self._table.mark_deleting(
-                    found.id, found.user_id, self._marker_ttl(), abandoned_before=now
-                )
-                removed += self._finish_delete(marked)
-        return removed
-
-    def _marker_ttl(self) -> int:
-        return int((self._clock() + DELETE_MARKER_TTL).timestamp())
-
-    def _finish_delete(self, marked: ImageRecord | None) -> int:
-        if marked is None:
-            return 0
+    def finish_delete(self, marked: ImageRecord) -> None:
+        """Steps 2 and 3 of a delete, for a record already marked; safe to repeat."""
         self._objects.delete(marked.id)
-        self._table.delete_record(marked)
-        return 1
+        self._table.delete_record(marked, self.now())

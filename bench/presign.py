@@ -20,7 +20,7 @@ def run(n: int = 2000) -> dict[str, Any]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     settings = Settings(jwt_secret="bench-secret-" + "0" * 32)
     store = ImageObjects(AwsClients(settings), settings)
-    store.presign_get("warm", "attachment", 300)  # first use builds the shared client
+    store.presign_get("warm", "image/png", "attachment", 300)  # first use builds the shared client
     built: Counter[str] = Counter()
     session_init, create_client = (
         boto3.session.Session.__init__,
@@ -44,7 +44,7 @@ def run(n: int = 2000) -> dict[str, Any]:
             store.presign_put(f"{i:032x}", "image/png", 1234, 900)
             timings["put"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            store.presign_get(f"{i:032x}", 'attachment; filename="a.png"', 300)
+            store.presign_get(f"{i:032x}", "image/png", 'attachment; filename="a.png"', 300)
             timings["get"].append(time.perf_counter() - started)
     finally:
         boto3.session.Session.__init__ = session_init  # type: ignore[method-assign]

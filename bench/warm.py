@@ -237,7 +237,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 def run(n: int = 2000) -> dict[str, Any]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    settings = Settings(jwt_secret=SECRET, max_uploads_per_window=10**9, log_level="WARNING")
+    settings = Settings(jwt_secret=SECRET, log_level="WARNING")
     app = create_app(settings)
     handler = Mangum(app, lifespan="off")
     token = issue_token(settings, "bench", 3600)

@@ -2,11 +2,14 @@
 two users, a counter of AWS round trips, and (for the HTTP tier) real servers."""
 
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2 as httpx
@@ -23,7 +26,15 @@ from app.storage.clients import AwsClients
 from app.storage.items import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
 from tests.imagefiles import make_image
-from tests.servers import BASE_ENV, moto_server, running, uvicorn_command
+from tests.servers import (
+    BASE_ENV,
+    Server,
+    localstack,
+    localstack_missing,
+    moto_server,
+    running,
+    uvicorn_command,
+)
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
@@ -46,7 +57,8 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(jwt_secret=SECRET, max_upload_bytes=1024 * 1024)
+    # Moto's index is consistent at once: reconcile need not wait for it to settle.
+    return Settings(jwt_secret=SECRET, max_upload_bytes=1024 * 1024, reconcile_settle_seconds=0)
 
 
 @pytest.fixture
@@ -55,11 +67,47 @@ def aws() -> Iterator[None]:
         yield
 
 
+class Clock:
+    """The service's clock, moved by hand: deadlines and grace periods pass instantly.
+    Like a real clock it never reads the same twice (a microsecond per read), so records
+    created one after another still sort by creation time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def app(aws: None, settings: Settings) -> FastAPI:
-    application = create_app(settings)
-    ensure_resources(application.state.clients, settings)
-    return application
+def clock() -> Clock:
+    return Clock()
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def make_app(aws: None, settings: Settings, clock: Clock) -> AppFactory:
+    """make_app(**overrides): an app on fresh moto state, its resources created, with the
+    test's settings changed by `overrides` and the test's clock."""
+
+    def build(**overrides: Any) -> FastAPI:
+        configured = Settings(**{**settings.model_dump(), **overrides}) if overrides else settings
+        application = create_app(configured, clock=clock)
+        ensure_resources(application.state.clients, configured)
+        return application
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> FastAPI:
+    return make_app()
 
 
 @pytest.fixture
@@ -119,7 +167,8 @@ def create(client: TestClient) -> Uploader:
 
 @pytest.fixture
 def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, str], None]:
-    """What the client's presigned PUT does, written straight to (mocked) S3."""
+    """What the client's presigned PUT does (the headers it is signed with), written
+    straight to (mocked) S3."""
 
     def _put(image_id: str, data: bytes, content_type: str = "image/png") -> None:
         clients.s3.put_object(
@@ -128,6 +177,7 @@ def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, 
             Body=data,
             ContentType=content_type,
             Tagging=PENDING_TAGGING,
+            IfNoneMatch="*",
         )
 
     return _put
@@ -224,3 +274,75 @@ def api(service_env: dict[str, str]) -> Iterator[httpx.Client]:
         httpx.Client(base_url=base, timeout=10) as client,
     ):
         yield client
+
+
+# --- The tier against an S3 that enforces presigned signatures (LocalStack) --------------
+
+# LocalStack signs with the secret "test": any other secret fails its signature checks.
+LOCALSTACK_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@pytest.fixture(scope="session")
+def enforcing_s3() -> Iterator[str]:
+    """LocalStack's S3 (and SQS) on loopback; skipped, saying why, where it cannot start."""
+    reason = localstack_missing()
+    if reason:
+        pytest.skip(reason)
+    with localstack() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def strict_env(enforcing_s3: str, aws_endpoint: str) -> dict[str, str]:
+    """The service's environment: S3 on LocalStack, DynamoDB on the embedded emulator
+    (LocalStack's DynamoDB needs a Java download)."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **BASE_ENV,
+        **LOCALSTACK_CREDENTIALS,
+        "AWS_ENDPOINT_URL_S3": enforcing_s3,
+        "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
+        "IMAGES_JWT_SECRET": SECRET,
+        "IMAGES_BUCKET": f"strict-{suffix}",
+        "IMAGES_TABLE": f"strict-{suffix}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def strict_api(strict_env: dict[str, str]) -> Iterator[httpx.Client]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (
+        running(uvicorn_command(port), strict_env, f"{base}/health"),
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield client
+
+
+# --- `make run`: the embedded-emulator server a newcomer starts --------------------------
+
+
+@dataclass(frozen=True)
+class MakeRun:
+    url: str
+    token: str  # the demo token it printed
+    server: Server
+
+
+@pytest.fixture(scope="session")
+def make_run() -> Iterator[MakeRun]:
+    """`python -m app serve` (what `make run` runs) with no AWS configured: the embedded
+    emulator in-process, a demo token printed."""
+    port = free_port()
+    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    env["IMAGES_PORT"] = str(port)
+    base = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health") as server:
+        banner = server.wait_for_output("export TOKEN=")
+        match = re.search(r"export TOKEN=(\S+)", banner)
+        assert match is not None, banner
+        yield MakeRun(base, match.group(1), server)

@@ -3,7 +3,8 @@ once against uvicorn + a moto server on loopback. Bounded in time and in request
 
 Afterwards every user's listing is walked and checked against what the workers know:
 every confirmed image is listed and downloads with its own bytes, every deleted one is
-gone from the API, the bucket and the table.
+gone from the API, the bucket and the table, and each user's usage counters equal the
+sum of their ready images (with nothing left pending).
 
     python -m tests.load --seconds 35 --users 16      # what `make loadtest` runs
 """
@@ -15,7 +16,7 @@ import statistics
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from PIL import Image
 
 from app.auth import issue_token
 from app.config import Settings
-from app.storage.items import object_key
+from app.storage.items import object_key, usage_key
 
 
 @dataclass
@@ -182,6 +183,13 @@ def _verify(workers: list[_Worker], report: Report, settings: Settings) -> None:
             link = worker.api.get(f"/images/{image_id}/download")
             if link.status_code != 200 or worker.s3.get(link.json()["url"]).content != data:
                 report.lost.append(f"{image_id}: not downloadable with its bytes")
+        usage = ddb.get_item(
+            TableName=settings.table, Key=usage_key(worker.user), ConsistentRead=True
+        ).get("Item", {})
+        counted = [int(usage.get(name, {"N": "0"})["N"]) for name in ("images", "bytes", "pending")]
+        expected = [len(worker.kept), sum(len(data) for data in worker.kept.values()), 0]
+        if counted != expected:
+            report.lost.append(f"{worker.user}: usage says {counted}, ready images {expected}")
         for image_id in worker.deleted:
             if worker.api.get(f"/images/{image_id}").status_code != 404:
                 report.lost.append(f"{image_id}: deleted but still served")
@@ -262,3 +270,65 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@dataclass
+class Batch:
+    """What happened to a batch of uploads driven like the gallery or the CLI drives them."""
+
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    ready: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def upload_batch(base_url: str, token: str, count: int, concurrency: int) -> Batch:
+    """`count` uploads (create with an Idempotency-Key, PUT with the returned headers,
+    confirm), `concurrency` at a time, each a fresh small PNG."""
+    batch, lock = Batch(), threading.Lock()
+    headers = {"Authorization": f"Bearer {token}"}
+    work = iter(range(count))
+
+    def one(api: httpx.Client, s3: httpx.Client, n: int) -> None:
+        data = _png(n)
+        created = api.post(
+            "/images",
+            headers={**headers, "Idempotency-Key": f"batch-{base_url}-{n}-{time.time_ns()}"},
+            json={"filename": f"b{n}.png", "content_type": "image/png", "size": len(data)},
+        )
+        with lock:
+            batch.statuses[created.status_code] += 1
+        if created.status_code != 201:
+            batch.failures.append(f"create {created.status_code} {created.text[:200]}")
+            return
+        upload = created.json()["upload"]
+        put = s3.put(upload["url"], headers=upload["headers"], content=data)
+        if put.status_code != 200:
+            batch.failures.append(f"PUT {put.status_code}")
+            return
+        image_id = created.json()["image"]["id"]
+        confirmed = api.post(f"/images/{image_id}/confirm", headers=headers)
+        with lock:
+            batch.statuses[confirmed.status_code] += 1
+            if confirmed.status_code == 200:
+                batch.ready.append(image_id)
+            else:
+                batch.failures.append(f"confirm {confirmed.status_code} {confirmed.text[:200]}")
+
+    def worker() -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as api, httpx.Client(timeout=60) as s3:
+            while True:
+                with lock:
+                    n = next(work, None)
+                if n is None:
+                    return
+                one(api, s3, n)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batch.seconds = time.perf_counter() - started
+    return batch

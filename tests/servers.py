@@ -7,6 +7,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 import httpx2 as httpx
@@ -45,7 +46,7 @@ class Server:
         raise TimeoutError(f"{text!r} not printed within {timeout} s:\n{self.output()}")
 
 
-def wait_until_up(url: str, server: Server, timeout: float = 30) -> None:
+def wait_until_up(url: str, server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -62,12 +63,14 @@ def wait_until_up(url: str, server: Server, timeout: float = 30) -> None:
 
 
 @contextmanager
-def running(argv: Sequence[str], env: dict[str, str], ready_url: str) -> Iterator[Server]:
+def running(
+    argv: Sequence[str], env: dict[str, str], ready_url: str, timeout: float = 30
+) -> Iterator[Server]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT)
         server = Server(process, log)
         try:
-            wait_until_up(ready_url, server)
+            wait_until_up(ready_url, server, timeout)
             yield server
         finally:
             process.terminate()
@@ -80,9 +83,10 @@ def running(argv: Sequence[str], env: dict[str, str], ready_url: str) -> Iterato
 
 @contextmanager
 def moto_server() -> Iterator[str]:
+    """The embedded emulator `make run` uses (moto, one request at a time), alone."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "app.local", "--port", str(port)]
     with running(argv, BASE_ENV, f"{url}/moto-api/"):
         yield url
 
@@ -101,3 +105,47 @@ def uvicorn_command(port: int) -> list[str]:
         str(port),
         "--no-access-log",
     ]
+
+
+LOCALSTACK_PYTHON = Path(__file__).resolve().parent.parent / ".localstack" / "bin" / "python"
+
+
+def localstack_missing() -> str | None:
+    """Why the LocalStack tier cannot run here, or None when it can."""
+    if not LOCALSTACK_PYTHON.exists():
+        return "LocalStack is not installed: `make test` installs it (needs Python >= 3.13)"
+    return None
+
+
+def _localstack_up(url: str) -> bool:
+    try:
+        services = httpx.get(f"{url}/_localstack/health", timeout=1).json()["services"]
+    except (httpx.TransportError, ValueError, KeyError):
+        return False
+    return all(services.get(name) in ("available", "running") for name in ("s3", "sqs"))
+
+
+@contextmanager
+def localstack() -> Iterator[str]:
+    """LocalStack's S3 and SQS on loopback, no Docker, with signature validation on."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as volume:
+        env = {
+            **BASE_ENV,
+            "SERVICES": "s3,sqs",
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "S3_SKIP_SIGNATURE_VALIDATION": "0",
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "LOCALSTACK_VOLUME_DIR": volume,
+            "TMPDIR": volume,
+        }
+        argv = [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"]
+        with running(argv, env, f"{url}/_localstack/health", timeout=90) as server:
+            deadline = time.monotonic() + 60
+            while not _localstack_up(url):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"LocalStack's S3 and SQS never came up:\n{server.output()}")
+                time.sleep(0.2)
+            yield url

@@ -3,7 +3,6 @@
 
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ import pytest
 
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
-from app.local import free_port
+from tests.conftest import MakeRun
 from tests.imagefiles import make_image
-from tests.servers import BASE_ENV, running
 
 pytestmark = pytest.mark.http
 
@@ -32,13 +30,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env["IMAGES_PORT"] = str(port)
-    base = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health"):
-        yield base
+def site(make_run: MakeRun) -> str:
+    return make_run.url
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,9 @@ class Cli:
         self.env = {"PATH": os.environ.get("PATH", ""), "XDG_CONFIG_HOME": str(home)}
         self.cwd = cwd
 
-    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, stdin: str = "", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app.cli", *args],
             env=self.env,
@@ -32,7 +34,7 @@ class Cli:
             input=stdin,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=False,
         )
 
@@ -85,7 +87,9 @@ def test_upload_ls_get_url_rm(cli: Cli, tmp_path: Path) -> None:
     cat = _file(tmp_path, "cat.png", "image/png", width=20, height=10)
     dog = _file(tmp_path, "dog.jpg", "image/jpeg", width=8, height=6)
 
-    uploaded = cli.json("upload", str(cat), str(dog), "--tag", "Pets", "--title", "Friends")
+    uploaded = cli.json(  # one at a time: the listing's order is then the upload order
+        "upload", str(cat), str(dog), "--tag", "Pets", "--title", "Friends", "--parallel", "1"
+    )
     listed = cli.json("ls", "--tag", "pets")
     jpegs = cli.json("ls", "--type", "jpeg")
     cat_id = next(i["id"] for i in uploaded["uploaded"] if i["filename"] == "cat.png")
@@ -169,3 +173,24 @@ def test_bad_usage_exits_2(cli: Cli) -> None:
 
     assert result.returncode == 2
     assert "usage" in result.stderr
+
+
+def test_upload_of_a_1000_photo_album_ends_all_ready_with_defaults(
+    cli: Cli, tmp_path: Path
+) -> None:
+    album = tmp_path / "album"
+    album.mkdir()
+    names = []
+    for n in range(1000):
+        path = album / f"IMG_{n:04d}.png"
+        path.write_bytes(make_image("image/png", width=4 + n % 13, height=3 + n % 7))
+        names.append(str(path))
+
+    result = cli("upload", *names, "--json", timeout=600)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert (len(report["uploaded"]), report["failed"]) == (1000, [])
+    assert {image["status"] for image in report["uploaded"]} == {"ready"}
+    listed = cli.json("ls", "--all", "--limit", "100")
+    assert len(listed) == 1000

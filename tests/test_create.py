@@ -46,10 +46,11 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
         "Content-Type": "image/png",
         "Content-Length": str(image["size"]),
         "x-amz-tagging": "state=pending",
+        "If-None-Match": "*",
     }
 
 
-def test_create_signs_content_type_length_and_pending_tag(
+def test_create_signs_type_length_pending_tag_and_write_once(
     client: TestClient, alice: dict[str, str]
 ) -> None:
     response = _post(client, alice)
@@ -61,6 +62,7 @@ def test_create_signs_content_type_length_and_pending_tag(
         "content-length",
         "content-type",
         "host",
+        "if-none-match",
         "x-amz-tagging",
     ]
     assert query["X-Amz-Expires"] == ["900"]
@@ -88,7 +90,7 @@ def test_create_key_is_chosen_by_server_not_filename(
     assert urlsplit(body["upload"]["url"]).path == f"/images/{body['image']['id']}"
 
 
-def test_create_writes_pending_record_with_ttl(
+def test_create_writes_pending_record_due_at_its_deadline_without_ttl(
     client: TestClient, alice: dict[str, str], clients: AwsClients, settings: Settings
 ) -> None:
     response = _post(client, alice)
@@ -101,7 +103,10 @@ def test_create_writes_pending_record_with_ttl(
     assert item["status"] == {"S": "pending"}
     assert item["user_id"] == {"S": "alice"}
     created = datetime.fromisoformat(image["created_at"]).timestamp()
-    assert int(item["expires_at"]["N"]) == int(created) + settings.pending_ttl_seconds
+    assert int(item["due_at"]["N"]) == int(created) + settings.upload_deadline_seconds
+    assert item["sweep_shard"] == {"S": image["id"][0]}
+    # DynamoDB's TTL would delete it without giving its reserved quota back.
+    assert "expires_at" not in item
 
 
 def test_create_ids_are_unique(client: TestClient, alice: dict[str, str]) -> None:

@@ -1,53 +1,26 @@
 """Abandoned uploads, quotas and the pixel cap: nothing piles up, nobody takes all."""
 
+import json
 import struct
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
-from app.storage.resources import ensure_resources
-from tests.conftest import SECRET, Uploader, bearer
+from tests.conftest import SECRET, AppFactory, Clock, Uploader, bearer
 from tests.imagefiles import make_image
 from tests.stores import stored, tags
 
 PutBytes = Callable[[str, bytes, str], None]
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def app(aws: None, settings: Settings, clock: Clock) -> Any:
-    application = create_app(settings, clock=clock)
-    ensure_resources(application.state.clients, settings)
-    return application
-
-
 def _sweep(app: Any) -> int:
-    removed: int = app.state.service.sweep()
+    removed: int = app.state.maintenance.sweep().removed
     return removed
 
 
@@ -64,7 +37,7 @@ def test_uploaded_object_carries_pending_tag(
     assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
 
 
-def test_confirm_retags_object_ready(
+def test_confirm_tags_object_ready(
     alice: dict[str, str], upload: Uploader, clients: AwsClients, settings: Settings
 ) -> None:
     image = upload(alice)
@@ -83,7 +56,7 @@ def test_sweep_removes_abandoned_upload_from_both_stores(
 ) -> None:
     image = create(alice)
     put_bytes(image["id"], make_image(), "image/png")
-    clock.advance(settings.pending_ttl_seconds + 1)
+    clock.advance(settings.upload_deadline_seconds + 1)
 
     removed = _sweep(app)
 
@@ -100,7 +73,7 @@ def test_sweep_keeps_uploads_within_deadline(
     clock: Clock,
 ) -> None:
     image = create(alice)
-    clock.advance(settings.pending_ttl_seconds - 10)
+    clock.advance(settings.upload_deadline_seconds - 10)
 
     removed = _sweep(app)
 
@@ -117,7 +90,7 @@ def test_sweep_never_touches_ready_images(
     settings: Settings,
 ) -> None:
     image = upload(alice)
-    clock.advance(settings.pending_ttl_seconds * 10)
+    clock.advance(settings.upload_deadline_seconds * 10)
 
     removed = _sweep(app)
 
@@ -151,34 +124,48 @@ def test_confirm_after_deadline_is_404(
     settings: Settings,
 ) -> None:
     image = pending(alice)
-    clock.advance(settings.pending_ttl_seconds + 1)
+    clock.advance(settings.upload_deadline_seconds + 1)
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
     assert response.status_code == 404
 
 
-def test_sweep_command_runs(aws: None) -> None:
+def test_sweep_command_prints_its_report(
+    app: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.__main__ import main  # noqa: PLC0415
 
-    settings = Settings(jwt_secret=SECRET)
-    ensure_resources(AwsClients(settings), settings)
+    monkeypatch.setenv("IMAGES_JWT_SECRET", SECRET)
+    main(["sweep", "--seconds", "30"])  # against the same in-process moto
 
-    main(["sweep"])  # against the same in-process moto; prints how many it removed
+    report = json.loads(capsys.readouterr().out)
+    assert (report["removed"], report["complete"], report["backlog_shards"]) == (0, True, [])
+
+
+def test_reconcile_command_prints_what_it_found(
+    alice: dict[str, str],
+    upload: Uploader,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.__main__ import main  # noqa: PLC0415
+
+    image = upload(alice)
+    monkeypatch.setenv("IMAGES_JWT_SECRET", SECRET)
+    monkeypatch.setenv("IMAGES_RECONCILE_SETTLE_SECONDS", "0")
+    main(["reconcile", "alice"])
+
+    result = json.loads(capsys.readouterr().out)
+    assert (result["drift"], result["fixed"]) == (False, False)
+    assert result["counted"]["images"] == 1
+    assert result["counted"]["bytes"] == image["size"]
 
 
 @pytest.fixture
-def small_quota(aws: None, clock: Clock) -> tuple[TestClient, Settings]:
-    settings = Settings(
-        jwt_secret=SECRET,
-        max_images_per_user=2,
-        max_bytes_per_user=5000,
-        max_uploads_per_window=4,
-        upload_window_seconds=600,
-    )
-    application = create_app(settings, clock=clock)
-    ensure_resources(application.state.clients, settings)
-    return TestClient(application), settings
+def small_quota(make_app: AppFactory) -> tuple[TestClient, Settings]:
+    application = make_app(max_images_per_user=2, max_bytes_per_user=5000)
+    return TestClient(application), application.state.settings
 
 
 def _declare(client: TestClient, headers: dict[str, str], size: int = 100) -> Any:
@@ -191,8 +178,9 @@ def _declare(client: TestClient, headers: dict[str, str], size: int = 100) -> An
 
 def _ready(client: TestClient, headers: dict[str, str], settings: Settings) -> str:
     data = make_image(width=8, height=8)
-    created = _declare(client, headers, len(data)).json()
-    image_id: str = created["image"]["id"]
+    created = _declare(client, headers, len(data))
+    assert created.status_code == 201, created.text
+    image_id: str = created.json()["image"]["id"]
     AwsClients(settings).s3.put_object(
         Bucket=settings.bucket, Key=object_key(image_id), Body=data, ContentType="image/png"
     )
@@ -209,7 +197,37 @@ def test_create_over_image_quota_is_429(small_quota: tuple[TestClient, Settings]
     response = _declare(client, alice)
 
     assert response.status_code == 429
-    assert response.json() == {"detail": "Image quota reached: 2 images per user"}
+    assert response.json()["detail"].startswith("Image quota reached: 2 images per user")
+    assert "retry-after" not in response.headers  # waiting does not help; deleting does
+
+
+def test_pending_upload_counts_against_image_quota(
+    small_quota: tuple[TestClient, Settings],
+) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    _declare(client, alice)
+    _ready(client, alice, settings)
+
+    response = _declare(client, alice)
+
+    assert response.status_code == 429
+
+
+def test_confirm_is_never_refused_for_quota(small_quota: tuple[TestClient, Settings]) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    data = make_image(width=8, height=8)
+    first = _declare(client, alice, len(data)).json()["image"]["id"]
+    _ready(client, alice, settings)  # the quota is now full, the first upload included
+    AwsClients(settings).s3.put_object(
+        Bucket=settings.bucket, Key=object_key(first), Body=data, ContentType="image/png"
+    )
+
+    response = client.post(f"/images/{first}/confirm", headers=alice)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
 
 
 def test_quota_is_per_user(small_quota: tuple[TestClient, Settings]) -> None:
@@ -231,12 +249,24 @@ def test_delete_gives_quota_back(small_quota: tuple[TestClient, Settings]) -> No
     client.delete(f"/images/{first}", headers=alice)
     client.delete(f"/images/{first}", headers=alice)  # a repeat must not give back twice
 
-    allowed = _declare(client, alice)
     _ready(client, alice, settings)
     refused = _declare(client, alice)
 
-    assert allowed.status_code == 201
     assert refused.status_code == 429
+
+
+def test_deleting_a_pending_upload_gives_quota_back(
+    small_quota: tuple[TestClient, Settings],
+) -> None:
+    client, settings = small_quota
+    alice = bearer(settings, "alice")
+    abandoned = _declare(client, alice).json()["image"]["id"]
+    _ready(client, alice, settings)
+    client.delete(f"/images/{abandoned}", headers=alice)
+
+    response = _declare(client, alice)
+
+    assert response.status_code == 201
 
 
 def test_create_over_byte_quota_is_413(small_quota: tuple[TestClient, Settings]) -> None:
@@ -250,42 +280,52 @@ def test_create_over_byte_quota_is_413(small_quota: tuple[TestClient, Settings])
     assert "Storage quota exceeded" in response.json()["detail"]
 
 
-def test_confirm_enforces_quota_reached_meanwhile(
+def test_pending_bytes_count_against_byte_quota(
     small_quota: tuple[TestClient, Settings],
 ) -> None:
     client, settings = small_quota
     alice = bearer(settings, "alice")
-    data = make_image(width=8, height=8)
-    late = _declare(client, alice, len(data)).json()["image"]["id"]
-    _ready(client, alice, settings)
-    _ready(client, alice, settings)
-    AwsClients(settings).s3.put_object(
-        Bucket=settings.bucket, Key=object_key(late), Body=data, ContentType="image/png"
-    )
+    _declare(client, alice, size=4000)  # never uploaded
 
-    response = client.post(f"/images/{late}/confirm", headers=alice)
+    response = _declare(client, alice, size=1001)
 
-    assert response.status_code == 429
-    assert client.get(f"/images/{late}", headers=alice).json()["status"] == "pending"
+    assert response.status_code == 413
 
 
-def test_upload_bound_per_window_is_429_with_retry_after(
-    small_quota: tuple[TestClient, Settings],
-    clock: Clock,
-) -> None:
-    client, settings = small_quota
-    alice = bearer(settings, "alice")
-    statuses = [_declare(client, alice).status_code for _ in range(4)]
+def test_unconfirmed_uploads_bound_is_429_with_retry_after(make_app: AppFactory) -> None:
+    application = make_app(max_pending_uploads=3)
+    client, alice = TestClient(application), bearer(application.state.settings, "alice")
+    statuses = [_declare(client, alice).status_code for _ in range(3)]
 
     refused = _declare(client, alice)
-    clock.advance(settings.upload_window_seconds)
-    next_window = _declare(client, alice)
 
-    assert statuses == [201] * 4
+    assert statuses == [201] * 3
     assert refused.status_code == 429
-    assert 1 <= int(refused.headers["retry-after"]) <= 600
-    assert "Upload limit reached" in refused.json()["detail"]
-    assert next_window.status_code == 201
+    assert refused.headers["retry-after"] == "5"
+    assert "Too many unconfirmed uploads: at most 3" in refused.json()["detail"]
+
+
+def test_confirming_frees_an_unconfirmed_upload_slot(make_app: AppFactory) -> None:
+    application = make_app(max_pending_uploads=1)
+    client, settings = TestClient(application), application.state.settings
+    alice = bearer(settings, "alice")
+    _ready(client, alice, settings)
+
+    response = _declare(client, alice)
+
+    assert response.status_code == 201
+
+
+def test_unconfirmed_bytes_bound_is_429_with_retry_after(make_app: AppFactory) -> None:
+    application = make_app(max_pending_bytes=1000)
+    client, alice = TestClient(application), bearer(application.state.settings, "alice")
+    _declare(client, alice, size=600)
+
+    refused = _declare(client, alice, size=600)
+
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "5"
+    assert "Too many bytes in unconfirmed uploads" in refused.json()["detail"]
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -324,10 +364,9 @@ def test_confirm_refuses_decompression_bomb_dimensions(
     assert "pixels" in response.json()["detail"]
 
 
-def test_confirm_accepts_image_at_pixel_cap(aws: None) -> None:
-    settings = Settings(jwt_secret=SECRET, max_pixels=6000)
-    application = create_app(settings)
-    ensure_resources(application.state.clients, settings)
+def test_confirm_accepts_image_at_pixel_cap(make_app: AppFactory) -> None:
+    application = make_app(max_pixels=6000)
+    settings = application.state.settings
     client, alice = TestClient(application), bearer(settings, "alice")
     data = _png_header(100, 60)
     created = client.post(

@@ -4,8 +4,8 @@ import base64
 import importlib
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -250,14 +250,27 @@ def test_direct_upload_through_base64_event(load_handler: Loader) -> None:
     assert stored["Body"].read() == data
 
 
-def test_scheduled_event_runs_the_sweep(load_handler: Loader) -> None:
-    module = load_handler(IMAGES_PENDING_TTL_SECONDS="1")
+def test_scheduled_event_runs_the_sweep_within_the_invocation_time(
+    load_handler: Loader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_handler()
     headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
     _invoke(module, http_api_event("POST", "/images", body=_create_body(), headers=headers))
-    time.sleep(2.1)  # past the 1 s deadline, counted in whole seconds
+    later = datetime.now(UTC) + timedelta(days=2)  # past the upload deadline
+    monkeypatch.setattr(module.app.state.service, "clock", lambda: later)
+    budgets: list[float | None] = []
+    real_sweep = module.app.state.maintenance.sweep
+
+    def sweep(seconds: float | None = None) -> Any:
+        budgets.append(seconds)
+        return real_sweep(seconds)
+
+    monkeypatch.setattr(module.app.state.maintenance, "sweep", sweep)
 
     response = module.handler(
         {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, Context()
     )
 
-    assert response == {"removed": 1}
+    assert (response["removed"], response["complete"]) == (1, True)
+    # Context says 30 s remain: the sweep stops early enough to report back.
+    assert budgets == [30 - module.SWEEP_MARGIN_SECONDS]

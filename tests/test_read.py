@@ -3,9 +3,10 @@
 from datetime import datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 
-from app.service import content_disposition
+from app.filenames import content_disposition, download_name
 from tests.conftest import Uploader
 
 
@@ -84,6 +85,53 @@ def test_download_url_carries_original_filename(
     assert response.status_code == 200
     disposition = parse_qs(urlsplit(response.json()["url"]).query)["response-content-disposition"]
     assert disposition == [content_disposition('Ünïcode "quoted"/path;name.png')]
+
+
+def test_download_name_gets_the_verified_types_extension(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice, filename="invoice.html")  # the bytes are a verified PNG
+
+    response = client.get(f"/images/{image['id']}/download", headers=alice)
+
+    assert response.status_code == 200
+    query = parse_qs(urlsplit(response.json()["url"]).query)
+    assert query["response-content-disposition"] == [content_disposition("invoice.html.png")]
+    assert query["response-content-type"] == ["image/png"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "expected"),
+    [
+        ("Holiday.JPG", "image/jpeg", "Holiday.JPG"),
+        ("scan.jpeg", "image/jpeg", "scan.jpeg"),
+        ("photo", "image/webp", "photo.webp"),
+        ("anim.gif.exe", "image/gif", "anim.gif.exe.gif"),
+        ("page.svg", "image/png", "page.svg.png"),
+    ],
+)
+def test_download_name_ends_in_an_extension_of_its_type(
+    filename: str, content_type: str, expected: str
+) -> None:
+    assert download_name(filename, content_type) == expected
+
+
+def test_api_responses_forbid_type_sniffing(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    responses = [
+        client.get(f"/images/{image['id']}", headers=alice),
+        client.get(
+            f"/images/{image['id']}/download?redirect=true", headers=alice, follow_redirects=False
+        ),
+        client.get("/images/nope", headers=alice),
+        client.get("/static/gallery.js"),
+        client.get("/"),
+    ]
+
+    assert [r.headers["x-content-type-options"] for r in responses] == ["nosniff"] * 5
 
 
 def test_content_disposition_has_ascii_fallback_and_utf8_name() -> None:

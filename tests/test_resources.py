@@ -29,7 +29,7 @@ def test_table_has_key_gsi_and_ttl(clients: AwsClients, settings: Settings) -> N
         ],
         SWEEP_GSI_NAME: [
             {"AttributeName": "sweep_shard", "KeyType": "HASH"},
-            {"AttributeName": "expires_at", "KeyType": "RANGE"},
+            {"AttributeName": "due_at", "KeyType": "RANGE"},
         ],
     }
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
@@ -52,7 +52,7 @@ def test_bucket_cors_allows_configured_origins_only(
 
     assert rule["AllowedOrigins"] == list(settings.cors_origins)
     assert set(rule["AllowedMethods"]) == {"GET", "PUT", "HEAD"}
-    assert "x-amz-tagging" in rule["AllowedHeaders"]
+    assert {"x-amz-tagging", "if-none-match"} <= set(rule["AllowedHeaders"])
 
 
 def test_bucket_expires_unconfirmed_uploads(clients: AwsClients, settings: Settings) -> None:
@@ -61,4 +61,5 @@ def test_bucket_expires_unconfirmed_uploads(clients: AwsClients, settings: Setti
     pending = next(rule for rule in rules if rule["ID"] == "expire-unconfirmed-uploads")
     assert pending["Status"] == "Enabled"
     assert pending["Filter"] == {"Tag": {"Key": "state", "Value": "pending"}}
-    assert pending["Expiration"] == {"Days": 1}
+    # Later than any upload deadline (at most a day) plus the sweep's retag after confirm.
+    assert pending["Expiration"] == {"Days": 2}

@@ -4,6 +4,10 @@
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "images.token";
+// Uploads in flight at once: an album of any size goes through a few at a time.
+const PARALLEL_UPLOADS = 4;
+const ATTEMPTS = 5;
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 const state = { cursor: null, loading: false, done: false, filters: {} };
 
 class ApiError extends Error {
@@ -17,19 +21,34 @@ class ApiError extends Error {
 
 function token() { return localStorage.getItem(TOKEN_KEY); }
 
-async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${token()}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path.replace(/^\//, ""), {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 204) return null;
-  const payload = await response.json().catch(() => ({}));
-  if (!response.ok) {
+// Every call the page makes is safe to repeat (creates carry an Idempotency-Key), so
+// it retries what the service says to retry: 503, 429 with Retry-After, lost connections.
+async function api(method, path, body, headers = {}) {
+  const all = { Authorization: `Bearer ${token()}`, ...headers };
+  if (body !== undefined) all["Content-Type"] = "application/json";
+  for (let attempt = 1; ; attempt += 1) {
+    let response;
+    try {
+      response = await fetch(path.replace(/^\//, ""), {
+        method, headers: all, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      if (attempt >= ATTEMPTS) throw new Error("The service could not be reached");
+      await sleep(500 * 2 ** attempt);
+      continue;
+    }
+    if (response.status === 204) return null;
+    const payload = await response.json().catch(() => ({}));
+    if (response.ok) return payload;
+    const wait = Number(response.headers.get("Retry-After"));
+    const retry = response.status === 503 || (response.status === 429 && wait > 0);
+    if (retry && attempt < ATTEMPTS) {
+      await sleep(1000 * (wait || 2 ** attempt));
+      continue;
+    }
     if (response.status === 401) signOut("Your token was refused or has expired.");
     throw new ApiError(response.status, payload.detail);
   }
-  return payload;
 }
 
 // --- Sign in -------------------------------------------------------------------------
@@ -72,14 +91,15 @@ function putWithProgress(upload, file, progress) {
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) progress.value = event.loaded / event.total;
     };
-    request.onload = () => (request.status < 300 ? resolve()
+    // 412: the URL takes one upload only, and our own earlier attempt already landed.
+    request.onload = () => (request.status < 300 || request.status === 412 ? resolve()
       : reject(new Error(`Storage refused the upload (HTTP ${request.status})`)));
     request.onerror = () => reject(new Error("Storage could not be reached (network or CORS)"));
     request.send(file);
   });
 }
 
-async function uploadFile(file) {
+function queueEntry(file) {
   const item = document.createElement("li");
   const name = document.createElement("span");
   const progress = document.createElement("progress");
@@ -88,15 +108,30 @@ async function uploadFile(file) {
   progress.max = 1;
   progress.value = 0;
   status.className = "state";
-  status.textContent = "Preparing…";
+  status.textContent = "Queued";
   item.append(name, progress, status);
   $("uploads").prepend(item);
+  return { file, item, progress, status };
+}
+
+async function uploadFile({ file, item, progress, status }) {
+  // One key per file: however often the create is retried, it makes one image.
+  const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   try {
+    status.textContent = "Preparing…";
     const created = await api("POST", "/images", {
       filename: file.name, content_type: file.type, size: file.size,
-    });
+    }, { "Idempotency-Key": key });
     status.textContent = "Uploading…";
-    await putWithProgress(created.upload, file, progress);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await putWithProgress(created.upload, file, progress);
+        break;
+      } catch (error) {
+        if (attempt >= ATTEMPTS) throw error;
+        await sleep(500 * 2 ** attempt);
+      }
+    }
     status.textContent = "Checking…";
     await api("POST", `/images/${created.image.id}/confirm`);
     progress.value = 1;
@@ -111,8 +146,15 @@ async function uploadFile(file) {
 }
 
 async function uploadFiles(files) {
-  const results = await Promise.all([...files].map(uploadFile));
-  if (results.some(Boolean)) resetGallery();
+  const queue = [...files].map(queueEntry);
+  let uploaded = 0;
+  async function worker() {
+    while (queue.length) {
+      if (await uploadFile(queue.shift())) uploaded += 1;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, queue.length) }, worker));
+  if (uploaded) resetGallery();
 }
 
 // --- Gallery -------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """What the table and the bucket hold: every key, and image records in and out of items."""
 
+import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from app.models import ImageRecord, Status
-from app.storage.resources import PENDING_TAG, TTL_ATTRIBUTE
+from app.storage.resources import DUE_ATTRIBUTE, PENDING_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -29,11 +31,20 @@ def usage_key(user_id: str) -> Key:
     return image_key(f"usage#{user_id}")
 
 
-def window_key(user_id: str, window_start: int) -> Key:
-    return image_key(f"uploads#{user_id}#{window_start}")
+def idempotency_key(user_id: str, key: str) -> Key:
+    # Hashed together: user "a#b" with key "c" and user "a" with key "b#c" stay apart.
+    digest = hashlib.sha256(json.dumps([user_id, key]).encode()).hexdigest()
+    return image_key(f"idempotency#{digest}")
 
 
-def to_item(record: ImageRecord, expires_at: int | None) -> Item:
+SWEEP_POSITION_KEY = image_key("sweep#position")
+
+
+def sweep_shard(image_id: str) -> str:
+    return image_id[:1]
+
+
+def to_item(record: ImageRecord) -> Item:
     item: Item = {
         "image_id": {"S": record.id},
         "user_id": {"S": record.user_id},
@@ -48,9 +59,9 @@ def to_item(record: ImageRecord, expires_at: int | None) -> Item:
         item["title"] = {"S": record.title}
     if record.description is not None:
         item["description"] = {"S": record.description}
-    if expires_at is not None:
-        item[TTL_ATTRIBUTE] = {"N": str(expires_at)}
-        item["sweep_shard"] = {"S": record.id[0]}
+    if record.due_at is not None:
+        item[DUE_ATTRIBUTE] = {"N": str(record.due_at)}
+        item["sweep_shard"] = {"S": sweep_shard(record.id)}
     return item
 
 
@@ -77,4 +88,5 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         uploaded_at=text("uploaded_at"),
         width=number("width"),
         height=number("height"),
+        due_at=number(DUE_ATTRIBUTE),
     )

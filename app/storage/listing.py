@@ -9,7 +9,7 @@ from app.config import Settings
 from app.models import ImageRecord
 from app.storage.clients import AwsClients, aws_call
 from app.storage.items import from_item
-from app.storage.resources import GSI_NAME, SWEEP_GSI_NAME, TTL_ATTRIBUTE
+from app.storage.resources import DUE_ATTRIBUTE, GSI_NAME, SWEEP_GSI_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -29,6 +29,7 @@ class ListFilter:
 
 
 ListPosition = tuple[str, str]  # (created_at, image_id) of the last item handed out
+SweepPosition = dict[str, Any]  # DynamoDB's LastEvaluatedKey in the sweep's index
 
 
 class ImageListing:
@@ -36,13 +37,33 @@ class ImageListing:
         self._clients = clients
         self._table = settings.table
 
-    def abandoned(self, shard: str, now: int) -> Iterator[ImageRecord]:
-        """Pending uploads past their deadline and stalled deletes, in one shard."""
+    def due(
+        self, shard: str, now: int, limit: int, after: SweepPosition | None = None
+    ) -> tuple[list[ImageRecord], SweepPosition | None]:
+        """Up to `limit` records of one shard whose unfinished work is due, oldest first,
+        and where the next batch starts (None: nothing more is due). The index is
+        sparse: it holds nothing else."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": SWEEP_GSI_NAME,
-            "KeyConditionExpression": f"sweep_shard = :shard AND {TTL_ATTRIBUTE} < :now",
+            "KeyConditionExpression": f"sweep_shard = :shard AND {DUE_ATTRIBUTE} < :now",
             "ExpressionAttributeValues": {":shard": {"S": shard}, ":now": {"N": str(now)}},
+            "Limit": limit,
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = after
+        with aws_call():
+            response = self._clients.dynamodb.query(**request)
+        records = [from_item(item) for item in response["Items"]]
+        return records, response.get("LastEvaluatedKey")
+
+    def owned_by(self, user_id: str) -> Iterator[ImageRecord]:
+        """Every record of one user, in any state (for recounting their usage)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI_NAME,
+            "KeyConditionExpression": "user_id = :user",
+            "ExpressionAttributeValues": {":user": {"S": user_id}},
         }
         while True:
             with aws_call():

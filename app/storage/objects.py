@@ -51,10 +51,10 @@ class ImageObjects:
         total = int(match.group(1)) if match else response["ContentLength"]
         return ObjectHead(data, total, response.get("ContentType", ""))
 
-    def tag_confirmed(self, image_id: str) -> bool:
-        """Retag the object `state=ready`, out of the lifecycle rule's reach, before the
-        record says ready: the other order could leave a ready image whose bytes expire
-        tomorrow. False if the object is gone (a concurrent delete got there first)."""
+    def tag_ready(self, image_id: str) -> bool:
+        """Retag the object `state=ready`, out of the lifecycle rule's reach. Called only
+        once the record is ready (a refused confirm must leave it reapable); if this never
+        happens, the sweep does it. False if the object is gone (deleted meanwhile)."""
         key, _ = PENDING_TAG
         with aws_call():
             try:
@@ -69,26 +69,41 @@ class ImageObjects:
                 raise
         return True
 
-    def put(self, image_id: str, data: bytes, content_type: str) -> None:
-        """What a client's presigned PUT does, for bytes the service received itself."""
+    def put(self, image_id: str, data: bytes, content_type: str) -> bool:
+        """What a client's presigned PUT does, for bytes the service received itself.
+        False if the object already exists: bytes are written once, never replaced."""
         with aws_call():
-            self._clients.s3.put_object(
-                Bucket=self._bucket,
-                Key=object_key(image_id),
-                Body=data,
-                ContentType=content_type,
-                Tagging=PENDING_TAGGING,
-            )
+            try:
+                self._clients.s3.put_object(
+                    Bucket=self._bucket,
+                    Key=object_key(image_id),
+                    Body=data,
+                    ContentType=content_type,
+                    Tagging=PENDING_TAGGING,
+                    IfNoneMatch="*",
+                )
+            except ClientError as exc:
+                if error_code(exc) == "PreconditionFailed":
+                    return False
+                raise
+        return True
 
     def delete(self, image_id: str) -> None:
         # DeleteObject succeeds for a missing key, which makes retries free of special cases.
         with aws_call():
             self._clients.s3.delete_object(Bucket=self._bucket, Key=object_key(image_id))
 
-    def presign_put(self, image_id: str, content_type: str, size: int, expires_in: int) -> str:
-        # Content-Type and Content-Length are signed (X-Amz-SignedHeaders), so S3 itself
-        # refuses a PUT of another type or size; presigning is local, no round trip.
-        return self._clients.s3_presign.generate_presigned_url(
+    def presign_put(
+        self, image_id: str, content_type: str, size: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL and exactly the headers it is signed with (no round trip).
+
+        S3 itself refuses a PUT of another type or size (both are signed), one that drops
+        the pending tag, and, through the signed `If-None-Match: *`, any PUT once the
+        object exists: the bytes confirm verified can never be replaced, by a client's
+        retry or anyone holding the URL, and a ready object is never retagged pending.
+        """
+        url = self._clients.s3_presign.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self._bucket,
@@ -96,16 +111,28 @@ class ImageObjects:
                 "ContentType": content_type,
                 "ContentLength": size,
                 "Tagging": PENDING_TAGGING,
+                "IfNoneMatch": "*",
             },
             ExpiresIn=expires_in,
         )
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(size),
+            "x-amz-tagging": PENDING_TAGGING,
+            "If-None-Match": "*",
+        }
+        return url, headers
 
-    def presign_get(self, image_id: str, content_disposition: str, expires_in: int) -> str:
+    def presign_get(
+        self, image_id: str, content_type: str, content_disposition: str, expires_in: int
+    ) -> str:
+        # The response's type is fixed to the verified one, whatever the object says.
         return self._clients.s3_presign.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self._bucket,
                 "Key": object_key(image_id),
+                "ResponseContentType": content_type,
                 "ResponseContentDisposition": content_disposition,
             },
             ExpiresIn=expires_in,

@@ -12,14 +12,21 @@ from app.storage.clients import AwsClients, aws_call, error_code
 log = logging.getLogger(__name__)
 
 GSI_NAME = "user_id-created_at"
-# Sparse: only pending uploads and half-done deletes carry `sweep_shard`, so the sweep
-# reads exactly what it must clean, never the whole table (no Scan).
-SWEEP_GSI_NAME = "sweep_shard-expires_at"
+# Sparse: only records with unfinished work (pending uploads, deletes under way, ready
+# images whose follow-up is not done) carry `sweep_shard`, so the sweep reads exactly
+# what it must finish, never the whole table (no Scan).
+SWEEP_GSI_NAME = "sweep_shard-due_at"
 SWEEP_SHARDS = "0123456789abcdef"  # first hex digit of the image id: spreads the writes
+DUE_ATTRIBUTE = "due_at"
+# DynamoDB's TTL deletes items without telling anyone, so only items whose loss changes
+# nothing carry it (idempotency keys); image records are removed by the sweep, which
+# gives their quota back.
 TTL_ATTRIBUTE = "expires_at"
-# Set by the signed PUT, removed by confirm: the lifecycle rule reaps bytes never confirmed.
+# Set by the signed PUT, replaced by `state=ready` once the record is ready: the
+# lifecycle rule reaps bytes never confirmed. Two days, so that it always comes after
+# the upload deadline (at most one day) plus the sweep's retagging of a confirmed image.
 PENDING_TAG = ("state", "pending")
-PENDING_OBJECT_EXPIRY_DAYS = 1
+PENDING_OBJECT_EXPIRY_DAYS = 2
 
 
 def table_definition(settings: Settings) -> dict[str, Any]:
@@ -32,7 +39,7 @@ def table_definition(settings: Settings) -> dict[str, Any]:
             {"AttributeName": "user_id", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
             {"AttributeName": "sweep_shard", "AttributeType": "S"},
-            {"AttributeName": TTL_ATTRIBUTE, "AttributeType": "N"},
+            {"AttributeName": DUE_ATTRIBUTE, "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": "image_id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -49,7 +56,7 @@ def table_definition(settings: Settings) -> dict[str, Any]:
                 "IndexName": SWEEP_GSI_NAME,
                 "KeySchema": [
                     {"AttributeName": "sweep_shard", "KeyType": "HASH"},
-                    {"AttributeName": TTL_ATTRIBUTE, "KeyType": "RANGE"},
+                    {"AttributeName": DUE_ATTRIBUTE, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             },
@@ -83,7 +90,13 @@ def bucket_cors(settings: Settings) -> dict[str, Any]:
             {
                 "AllowedOrigins": list(settings.cors_origins),
                 "AllowedMethods": ["GET", "PUT", "HEAD"],
-                "AllowedHeaders": ["content-type", "content-length", "x-amz-tagging"],
+                # Exactly the headers the presigned PUT is signed with.
+                "AllowedHeaders": [
+                    "content-type",
+                    "content-length",
+                    "x-amz-tagging",
+                    "if-none-match",
+                ],
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600,
             }

@@ -1,16 +1,31 @@
-"""The images table: image records and each user's usage, each method one round trip."""
+"""The images table: image records, each user's usage and idempotency keys.
 
+Every method is one round trip. Whatever changes a record's quota-relevant state changes
+the owner's usage item in the same transaction, so counters move exactly once however
+often a step is retried.
+"""
+
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from app.config import Settings
-from app.errors import TooLarge, TooMany, Unavailable, image_not_found
+from app.errors import ServiceError, TooLarge, TooMany, image_not_found
 from app.models import ImageRecord, Status
 from app.storage.clients import AwsClients, aws_call, error_code
-from app.storage.items import from_item, image_key, to_item, usage_key, window_key
-from app.storage.resources import TTL_ATTRIBUTE
+from app.storage.items import (
+    SWEEP_POSITION_KEY,
+    Key,
+    from_item,
+    idempotency_key,
+    image_key,
+    sweep_shard,
+    to_item,
+    usage_key,
+)
+from app.storage.resources import DUE_ATTRIBUTE, TTL_ATTRIBUTE
 from app.storage.transactions import Refused, Transaction
 
 if TYPE_CHECKING:
@@ -21,112 +36,194 @@ if TYPE_CHECKING:
 # A new image must not overwrite an existing one (uuid4 collisions are astronomically
 # rare, but a silent overwrite would hand one user's record to another).
 NEW_ID_ONLY = "attribute_not_exists(image_id)"
+# Starting an upload reserves its quota: an image and its bytes, and one of the user's
+# unconfirmed-upload slots and their bytes. A user with no usage item has used nothing.
+WITHIN_QUOTA = (
+    "attribute_not_exists(image_id) OR (images < :max_images AND bytes <= :room"
+    " AND pending < :max_pending AND pending_bytes <= :pending_room)"
+)
+# An Idempotency-Key is claimed once; an expired claim that DynamoDB's TTL has not yet
+# deleted (it does so lazily) is free again.
+KEY_UNCLAIMED = f"attribute_not_exists(image_id) OR {TTL_ATTRIBUTE} < :now"
 # Confirm flips pending -> ready for the owner only, before the upload's deadline. A
 # record being deleted (or swept) is no longer pending, so a confirm racing a delete
 # cannot bring the image back.
-OWNED_PENDING_IN_TIME = f"user_id = :user AND #status = :pending AND {TTL_ATTRIBUTE} > :now"
+OWNED_PENDING_IN_TIME = f"user_id = :user AND #status = :pending AND {DUE_ATTRIBUTE} > :now"
 # Delete step 1 marks any of the caller's records; a missing or foreign one fails the
 # condition, which is how another user's image stays untouched (and DELETE stays 204).
 OWNED = "user_id = :user"
 # The sweep marks only what is abandoned: a pending upload past its deadline, or a
 # delete that was interrupted and never retried.
 ABANDONED = (
-    f"user_id = :user AND (#status = :deleting OR (#status = :pending AND {TTL_ATTRIBUTE} < :now))"
+    f"user_id = :user AND (#status = :deleting OR (#status = :pending AND {DUE_ATTRIBUTE} < :now))"
 )
 # Delete step 3 removes only a record that step 1 marked, never one re-created since.
 OWNED_AND_DELETING = "user_id = :user AND #status = :deleting"
-# Quotas, kept in one usage item per user. A user with no item yet has used nothing.
-WITHIN_IMAGE_QUOTA = "attribute_not_exists(images) OR (images < :max_images AND bytes <= :room)"
-# Uploads started in the current window, one counter item per user and window.
-WITHIN_UPLOAD_RATE = "attribute_not_exists(started) OR started < :max_uploads"
+# A ready image leaves the sweep's index only while it is still ready (not being deleted).
+STILL_READY = "#status = :ready"
+# Reconcile overwrites usage only if nothing changed it since it was read.
+USAGE_UNCHANGED = "attribute_not_exists(image_id) OR version = :version"
 
 _STATUS = {"#status": "status"}
 
 
 @dataclass(frozen=True, slots=True)
-class Quotas:
-    max_images: int
-    max_bytes: int
-    max_uploads_per_window: int
-    window_seconds: int
+class Usage:
+    """One user's counters. Pending uploads count in `images` and `bytes` too."""
 
-    def window_start(self, now: int) -> int:
-        return now - now % self.window_seconds
+    images: int = 0
+    bytes: int = 0
+    pending: int = 0
+    pending_bytes: int = 0
+    version: int = 0
+    changed_at: int = 0
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None) -> "Usage":
+        item = item or {}
+        return cls(
+            **{
+                name: int(item[name]["N"])
+                for name in ("images", "bytes", "pending", "pending_bytes", "version", "changed_at")
+                if name in item
+            }
+        )
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.images, self.bytes, self.pending, self.pending_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    key: Key
+    fingerprint: str
+    expires_at: int
+
+
+class Replay(Exception):
+    """The Idempotency-Key was already used: for `target`, with a request of `fingerprint`."""
+
+    def __init__(self, target: str, fingerprint: str) -> None:
+        super().__init__(target)
+        self.target = target
+        self.fingerprint = fingerprint
+
+
+def _usage_change(
+    user_id: str, images: int, size: int, pending: int, now: int, **extra: Any
+) -> dict[str, Any]:
+    """Update arguments that move a user's counters (and bump their version)."""
+    return {
+        "Key": usage_key(user_id),
+        "UpdateExpression": (
+            "ADD images :images, bytes :bytes, pending :pending, pending_bytes :pending_bytes,"
+            " version :one SET changed_at = :changed"
+        ),
+        **extra,
+        "ExpressionAttributeValues": {
+            ":images": {"N": str(images)},
+            ":bytes": {"N": str(images * size)},
+            ":pending": {"N": str(pending)},
+            ":pending_bytes": {"N": str(pending * size)},
+            ":one": {"N": "1"},
+            ":changed": {"N": str(now)},
+            **extra.get("ExpressionAttributeValues", {}),
+        },
+    }
 
 
 class ImageTable:
     def __init__(self, clients: AwsClients, settings: Settings) -> None:
         self._clients = clients
         self._table = settings.table
-        self.quotas = Quotas(
-            max_images=settings.max_images_per_user,
-            max_bytes=settings.max_bytes_per_user,
-            max_uploads_per_window=settings.max_uploads_per_window,
-            window_seconds=settings.upload_window_seconds,
-        )
+        self._settings = settings
 
     def _transaction(self) -> Transaction:
         return Transaction(self._table)
 
-    def _quota_error(self, usage: dict[str, Any] | None, size: int) -> Exception:
-        images = int(usage["images"]["N"]) if usage and "images" in usage else 0
-        if images >= self.quotas.max_images:
-            return TooMany(f"Image quota reached: {self.quotas.max_images} images per user")
-        return TooLarge(
-            f"Storage quota exceeded: {size} more bytes would pass "
-            f"{self.quotas.max_bytes} bytes per user"
+    def _run(self, transaction: Transaction) -> None:
+        with aws_call():
+            transaction.run(self._clients.dynamodb)
+
+    # --- Image records -------------------------------------------------------------
+
+    def _quota_error(self, usage: Usage, size: int) -> ServiceError:
+        limits = self._settings
+        if usage.images >= limits.max_images_per_user:
+            return TooMany(
+                f"Image quota reached: {limits.max_images_per_user} images per user, "
+                "unconfirmed uploads included; delete some to make room"
+            )
+        if usage.bytes + size > limits.max_bytes_per_user:
+            return TooLarge(
+                f"Storage quota exceeded: {size} more bytes would pass "
+                f"{limits.max_bytes_per_user} bytes per user"
+            )
+        retry = {"Retry-After": str(limits.pending_retry_after_seconds)}
+        if usage.pending >= limits.max_pending_uploads:
+            return TooMany(
+                f"Too many unconfirmed uploads: at most {limits.max_pending_uploads} at once. "
+                "Finish (or abandon) some and retry",
+                headers=retry,
+            )
+        return TooMany(
+            f"Too many bytes in unconfirmed uploads: at most {limits.max_pending_bytes}. "
+            "Finish (or abandon) some and retry",
+            headers=retry,
         )
 
-    def _quota(self, user_id: str, size: int) -> dict[str, Any]:
-        return {
-            "Key": usage_key(user_id),
-            "ConditionExpression": WITHIN_IMAGE_QUOTA,
-            "ExpressionAttributeValues": {
-                ":max_images": {"N": str(self.quotas.max_images)},
-                ":room": {"N": str(self.quotas.max_bytes - size)},
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-
-    def put_pending(self, record: ImageRecord, expires_at: int, now: int) -> None:
-        """Write the pending record, check quotas and count the upload: one transaction."""
-        window = self.quotas.window_start(now)
-        window_end = window + self.quotas.window_seconds
+    def reserve(self, record: ImageRecord, now: int, claim: IdempotencyClaim | None) -> None:
+        """Write the pending record and reserve its quota (and claim the idempotency key):
+        one transaction. Raises Replay if the key was claimed before."""
+        limits = self._settings
         transaction = (
             self._transaction()
+            .add("record", "Put", Item=to_item(record), ConditionExpression=NEW_ID_ONLY)
             .add(
-                "record",
-                "Put",
-                Item=to_item(record, expires_at),
-                ConditionExpression=NEW_ID_ONLY,
-            )
-            .add("quota", "ConditionCheck", **self._quota(record.user_id, record.size))
-            .add(
-                "upload_rate",
+                "usage",
                 "Update",
-                Key=window_key(record.user_id, window),
-                UpdateExpression=f"ADD started :one SET {TTL_ATTRIBUTE} = :end",
-                ConditionExpression=WITHIN_UPLOAD_RATE,
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":end": {"N": str(window_end)},
-                    ":max_uploads": {"N": str(self.quotas.max_uploads_per_window)},
-                },
+                **_usage_change(
+                    record.user_id,
+                    images=1,
+                    size=record.size,
+                    pending=1,
+                    now=now,
+                    ConditionExpression=WITHIN_QUOTA,
+                    ExpressionAttributeValues={
+                        ":max_images": {"N": str(limits.max_images_per_user)},
+                        ":room": {"N": str(limits.max_bytes_per_user - record.size)},
+                        ":max_pending": {"N": str(limits.max_pending_uploads)},
+                        ":pending_room": {"N": str(limits.max_pending_bytes - record.size)},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
             )
         )
-        with aws_call():
-            try:
-                transaction.run(self._clients.dynamodb)
-            except Refused as refused:
-                if "quota" in refused.failed:
-                    raise self._quota_error(refused.failed["quota"], record.size) from refused
-                if "upload_rate" in refused.failed:
-                    raise TooMany(
-                        f"Upload limit reached: {self.quotas.max_uploads_per_window} uploads "
-                        f"per {self.quotas.window_seconds} s",
-                        headers={"Retry-After": str(max(1, window_end - now))},
-                    ) from refused
-                raise Unavailable("Could not create the image, retry") from refused
+        if claim is not None:
+            transaction.add(
+                "idempotency",
+                "Put",
+                Item={
+                    **claim.key,
+                    "target": {"S": record.id},
+                    "fingerprint": {"S": claim.fingerprint},
+                    TTL_ATTRIBUTE: {"N": str(claim.expires_at)},
+                },
+                ConditionExpression=KEY_UNCLAIMED,
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        try:
+            self._run(transaction)
+        except Refused as refused:
+            # A used key wins over a full quota: the first request already succeeded.
+            if "idempotency" in refused.failed:
+                used = refused.failed["idempotency"] or {}
+                raise Replay(used["target"]["S"], used["fingerprint"]["S"]) from refused
+            if "usage" in refused.failed:
+                usage = Usage.from_item(refused.failed["usage"])
+                raise self._quota_error(usage, record.size) from refused
+            raise
 
     def get(self, image_id: str) -> ImageRecord | None:
         with aws_call():
@@ -140,19 +237,21 @@ class ImageTable:
         return None if item is None else from_item(item)
 
     def mark_ready(
-        self, record: ImageRecord, uploaded_at: str, width: int, height: int, now: int
+        self,
+        record: ImageRecord,
+        uploaded_at: str,
+        width: int,
+        height: int,
+        *,
+        now: int,
+        finish_by: int,
     ) -> ImageRecord:
-        """pending -> ready and count it against the owner's quota, atomically.
+        """pending -> ready, and the upload leaves the owner's pending counters: atomically.
+        The record stays in the sweep's index until `finish` says its follow-up is done.
 
         A lost race returns the winner's ready record; an upload past its deadline or
-        being deleted is NotFound; a full quota is TooMany/TooLarge (still pending).
+        being deleted is NotFound. Quota was reserved at create, so it cannot refuse.
         """
-        usage = self._quota(record.user_id, record.size)
-        usage["UpdateExpression"] = "ADD images :one, bytes :size"
-        usage["ExpressionAttributeValues"] |= {
-            ":one": {"N": "1"},
-            ":size": {"N": str(record.size)},
-        }
         transaction = (
             self._transaction()
             .add(
@@ -160,8 +259,8 @@ class ImageTable:
                 "Update",
                 Key=image_key(record.id),
                 UpdateExpression=(
-                    "SET #status = :ready, uploaded_at = :at, width = :w, "
-                    f"height = :h REMOVE {TTL_ATTRIBUTE}, sweep_shard"
+                    "SET #status = :ready, uploaded_at = :at, width = :w, height = :h, "
+                    f"{DUE_ATTRIBUTE} = :finish_by"
                 ),
                 ConditionExpression=OWNED_PENDING_IN_TIME,
                 ExpressionAttributeNames=_STATUS,
@@ -173,39 +272,64 @@ class ImageTable:
                     ":at": {"S": uploaded_at},
                     ":w": {"N": str(width)},
                     ":h": {"N": str(height)},
+                    ":finish_by": {"N": str(finish_by)},
                 },
                 # The loser of a race learns the winner's state in the same round trip
                 # instead of paying for another GetItem.
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-            .add("quota", "Update", **usage)
+            .add(
+                "usage",
+                "Update",
+                **_usage_change(record.user_id, images=0, size=record.size, pending=-1, now=now),
+            )
         )
-        with aws_call():
-            try:
-                transaction.run(self._clients.dynamodb)
-            except Refused as refused:
-                if "record" in refused.failed:
-                    current = refused.failed["record"]
-                    if current and current["user_id"]["S"] == record.user_id:
-                        winner = from_item(current)
-                        if winner.status == Status.READY:
-                            return winner
-                    raise image_not_found() from refused
-                raise self._quota_error(refused.failed["quota"], record.size) from refused
+        try:
+            self._run(transaction)
+        except Refused as refused:
+            current = refused.failed.get("record")
+            if current and current["user_id"]["S"] == record.user_id:
+                winner = from_item(current)
+                if winner.status == Status.READY:
+                    return winner
+            raise image_not_found() from refused
         return replace(
-            record, status=Status.READY, uploaded_at=uploaded_at, width=width, height=height
+            record,
+            status=Status.READY,
+            uploaded_at=uploaded_at,
+            width=width,
+            height=height,
+            due_at=finish_by,
         )
 
+    def finish(self, image_id: str) -> None:
+        """Take a ready image out of the sweep's index: its follow-up work is done. A no-op
+        for a record deleted meanwhile."""
+        with aws_call():
+            try:
+                self._clients.dynamodb.update_item(
+                    TableName=self._table,
+                    Key=image_key(image_id),
+                    UpdateExpression=f"REMOVE sweep_shard, {DUE_ATTRIBUTE}",
+                    ConditionExpression=STILL_READY,
+                    ExpressionAttributeNames=_STATUS,
+                    ExpressionAttributeValues={":ready": {"S": Status.READY}},
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+
     def mark_deleting(
-        self, image_id: str, user_id: str, expires_at: int, abandoned_before: int | None = None
+        self, image_id: str, user_id: str, due_at: int, abandoned_before: int | None = None
     ) -> ImageRecord | None:
-        """Hide the image from every read. None when it is missing or not the caller's
-        (or, for the sweep, not abandoned before `abandoned_before`)."""
+        """Hide the image from every read and hand it to the sweep should this delete stop
+        halfway. None when it is missing or not the caller's (or, for the sweep, not
+        abandoned before `abandoned_before`)."""
         values: dict[str, AttributeValueTypeDef] = {
             ":user": {"S": user_id},
             ":deleting": {"S": Status.DELETING},
-            ":exp": {"N": str(expires_at)},
-            ":shard": {"S": image_id[:1]},
+            ":due": {"N": str(due_at)},
+            ":shard": {"S": sweep_shard(image_id)},
         }
         if abandoned_before is not None:
             values[":pending"] = {"S": Status.PENDING}
@@ -215,9 +339,8 @@ class ImageTable:
                 response = self._clients.dynamodb.update_item(
                     TableName=self._table,
                     Key=image_key(image_id),
-                    # The sweep (or the TTL) finishes the marker if the client never retries.
                     UpdateExpression=(
-                        f"SET #status = :deleting, {TTL_ATTRIBUTE} = :exp, sweep_shard = :shard"
+                        f"SET #status = :deleting, {DUE_ATTRIBUTE} = :due, sweep_shard = :shard"
                     ),
                     ConditionExpression=OWNED if abandoned_before is None else ABANDONED,
                     ExpressionAttributeNames=_STATUS,
@@ -230,36 +353,94 @@ class ImageTable:
                 raise
         return from_item(response["Attributes"])
 
-    def delete_record(self, record: ImageRecord) -> None:
-        """Remove a marked record; if it was confirmed, give its quota back in the same
-        transaction, so the usage counters change exactly once however often we retry."""
-        delete: dict[str, Any] = {
-            "Key": image_key(record.id),
-            "ConditionExpression": OWNED_AND_DELETING,
-            "ExpressionAttributeNames": _STATUS,
-            "ExpressionAttributeValues": {
-                ":user": {"S": record.user_id},
-                ":deleting": {"S": Status.DELETING},
-            },
-        }
+    def delete_record(self, record: ImageRecord, now: int) -> None:
+        """Remove a marked record and give its quota back in the same transaction."""
+        transaction = (
+            self._transaction()
+            .add(
+                "record",
+                "Delete",
+                Key=image_key(record.id),
+                ConditionExpression=OWNED_AND_DELETING,
+                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeValues={
+                    ":user": {"S": record.user_id},
+                    ":deleting": {"S": Status.DELETING},
+                },
+            )
+            .add(
+                "usage",
+                "Update",
+                **_usage_change(
+                    record.user_id,
+                    images=-1,
+                    size=record.size,
+                    pending=0 if record.was_confirmed else -1,
+                    now=now,
+                ),
+            )
+        )
+        # Refused: already gone (a concurrent delete finished first), the goal is reached.
+        with suppress(Refused):
+            self._run(transaction)
+
+    # --- Usage ---------------------------------------------------------------------
+
+    def usage(self, user_id: str) -> Usage:
+        with aws_call():
+            item = self._clients.dynamodb.get_item(
+                TableName=self._table, Key=usage_key(user_id), ConsistentRead=True
+            ).get("Item")
+        return Usage.from_item(item)
+
+    def correct_usage(self, user_id: str, seen: Usage, counted: Usage, now: int) -> bool:
+        """Overwrite the counters with `counted`, unless they changed since `seen` was read.
+        False when they did (the caller should count again)."""
+        images, size, pending, pending_bytes = counted.counts()
         with aws_call():
             try:
-                if record.uploaded_at is None:  # never confirmed: never counted
-                    self._clients.dynamodb.delete_item(TableName=self._table, **delete)
-                    return
-                self._transaction().add("record", "Delete", **delete).add(
-                    "usage",
-                    "Update",
-                    Key=usage_key(record.user_id),
-                    UpdateExpression="ADD images :minus_one, bytes :minus_size",
+                self._clients.dynamodb.update_item(
+                    TableName=self._table,
+                    Key=usage_key(user_id),
+                    UpdateExpression=(
+                        "SET images = :images, bytes = :bytes, pending = :pending, "
+                        "pending_bytes = :pending_bytes, changed_at = :changed "
+                        "ADD version :one"
+                    ),
+                    ConditionExpression=USAGE_UNCHANGED,
                     ExpressionAttributeValues={
-                        ":minus_one": {"N": "-1"},
-                        ":minus_size": {"N": str(-record.size)},
+                        ":images": {"N": str(images)},
+                        ":bytes": {"N": str(size)},
+                        ":pending": {"N": str(pending)},
+                        ":pending_bytes": {"N": str(pending_bytes)},
+                        ":changed": {"N": str(now)},
+                        ":one": {"N": "1"},
+                        ":version": {"N": str(seen.version)},
                     },
-                ).run(self._clients.dynamodb)
+                )
             except ClientError as exc:
-                # Already gone (a concurrent delete finished first): the goal is reached.
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-            except Refused:
-                pass  # the same, inside the transaction
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
+
+    # --- The sweep's bookmark ---------------------------------------------------------
+
+    def sweep_position(self) -> int:
+        """Which shard the last sweep would have visited next."""
+        with aws_call():
+            item = self._clients.dynamodb.get_item(
+                TableName=self._table, Key=SWEEP_POSITION_KEY, ConsistentRead=True
+            ).get("Item")
+        return int(item["shard_index"]["N"]) if item else 0
+
+    def save_sweep_position(self, shard_index: int) -> None:
+        with aws_call():
+            self._clients.dynamodb.put_item(
+                TableName=self._table,
+                Item={**SWEEP_POSITION_KEY, "shard_index": {"N": str(shard_index)}},
+            )
+
+
+def claim_for(user_id: str, key: str, fingerprint: str, expires_at: int) -> IdempotencyClaim:
+    return IdempotencyClaim(idempotency_key(user_id, key), fingerprint, expires_at)

@@ -1,0 +1,161 @@
+"""Upkeep that makes every interrupted flow converge: the sweep, and usage reconcile.
+
+The sweep finishes what requests left unfinished, found through the sparse sweep index
+(never a Scan): uploads past their deadline and deletes that stopped halfway are removed
+from both stores with their quota given back; ready images whose follow-up never
+reported done are retagged and released. It works within a time budget, one batch per
+shard in turn so a backlog in one shard cannot starve the others, and remembers the
+shard it stopped at so the next run starts there.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.config import Settings
+from app.errors import ServiceError, Unavailable
+from app.models import ImageRecord, Status
+from app.service import ImageService
+from app.storage import Storage
+from app.storage.listing import SweepPosition
+from app.storage.resources import SWEEP_SHARDS
+from app.storage.table import Usage
+
+log = logging.getLogger(__name__)
+
+RECONCILE_ATTEMPTS = 5
+
+
+@dataclass
+class SweepReport:
+    removed: int = 0  # abandoned uploads and stalled deletes, gone from both stores
+    finished: int = 0  # ready images whose follow-up the sweep completed
+    failed: int = 0  # items that could not be handled this time; the next run retries
+    due_seen: int = 0  # due items read from the index
+    complete: bool = True  # False: time ran out with due work left
+    backlog_shards: list[str] = field(default_factory=list)  # shards with work left
+    started_at_shard: str = SWEEP_SHARDS[0]
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    user: str
+    before: Usage
+    counted: Usage
+    fixed: bool
+
+    @property
+    def drift(self) -> bool:
+        return self.before.counts() != self.counted.counts()
+
+
+class Maintenance:
+    def __init__(
+        self,
+        service: ImageService,
+        storage: Storage,
+        settings: Settings,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._service = service
+        self._storage = storage
+        self._settings = settings
+        self._monotonic = monotonic
+        self._sleep = sleep
+
+    def sweep(self, seconds: float | None = None) -> SweepReport:
+        """Finish due work for at most `seconds` (None: until nothing is due)."""
+        began = self._monotonic()
+        deadline = math.inf if seconds is None else began + seconds
+        table, listing = self._storage.table, self._storage.listing
+        start = table.sweep_position() % len(SWEEP_SHARDS)
+        order = SWEEP_SHARDS[start:] + SWEEP_SHARDS[:start]
+        report = SweepReport(started_at_shard=order[0])
+        now = self._service.now()
+        # Within one run each shard resumes after what it already read, so an item that
+        # keeps failing is tried once per run, not forever.
+        resume: dict[str, SweepPosition | None] = {}
+        open_shards = list(order)
+        stopped_at: str | None = None
+        while open_shards and stopped_at is None:
+            for shard in list(open_shards):
+                if self._monotonic() >= deadline:
+                    stopped_at = shard
+                    break
+                records, after = listing.due(
+                    shard, now, self._settings.sweep_batch, resume.get(shard)
+                )
+                report.due_seen += len(records)
+                for record in records:
+                    if self._monotonic() >= deadline:
+                        stopped_at = shard
+                        break
+                    self._finish(record, now, report)
+                if stopped_at is not None:
+                    break
+                if after is None:
+                    open_shards.remove(shard)
+                else:
+                    resume[shard] = after
+        if stopped_at is not None:
+            report.complete = False
+            report.backlog_shards = sorted(open_shards)
+            table.save_sweep_position(SWEEP_SHARDS.index(stopped_at))
+        report.seconds = self._monotonic() - began
+        return report
+
+    def _finish(self, record: ImageRecord, now: int, report: SweepReport) -> None:
+        try:
+            if record.status == Status.READY:
+                # Confirmed, but nothing reported its follow-up done: retag (idempotent)
+                # before the lifecycle rule could reap it, then release it.
+                self._storage.objects.tag_ready(record.id)
+                self._storage.table.finish(record.id)
+                report.finished += 1
+                return
+            marked = self._storage.table.mark_deleting(
+                record.id,
+                record.user_id,
+                due_at=now + self._settings.finish_grace_seconds,
+                abandoned_before=now,
+            )
+            if marked is not None:
+                self._service.finish_delete(marked)
+                report.removed += 1
+        except ServiceError as exc:
+            report.failed += 1
+            log.warning("sweep could not finish %s, left for the next run: %r", record.id, exc)
+
+    def reconcile(self, user_id: str) -> Reconciliation:
+        """Recount a user's usage from their records and correct the counters if they
+        drifted. The listing index is eventually consistent, so this counts only once the
+        counters have been still for a while, and writes only if they are still unchanged."""
+        table = self._storage.table
+        for _ in range(RECONCILE_ATTEMPTS):
+            seen = table.usage(user_id)
+            wait = seen.changed_at + self._settings.reconcile_settle_seconds - self._service.now()
+            if wait > 0:
+                self._sleep(wait)
+                continue
+            counted = self._count(user_id)
+            if counted.counts() == seen.counts():
+                return Reconciliation(user_id, seen, counted, fixed=False)
+            if table.correct_usage(user_id, seen, counted, self._service.now()):
+                log.warning("usage of %s drifted: %s, now %s", user_id, seen, counted)
+                return Reconciliation(user_id, seen, counted, fixed=True)
+        raise Unavailable(f"The usage of {user_id} kept changing; retry")
+
+    def _count(self, user_id: str) -> Usage:
+        images = size = pending = pending_bytes = 0
+        for record in self._storage.listing.owned_by(user_id):
+            # A record being deleted is still counted until its delete gives it back.
+            images += 1
+            size += record.size
+            if not record.was_confirmed:
+                pending += 1
+                pending_bytes += record.size
+        return Usage(images, size, pending, pending_bytes)

@@ -1,0 +1,313 @@
+"""A confirmed image never changes or goes missing, and nothing drifts: write-once bytes,
+tagging only after the record is ready, a resumable and fair sweep, and reconcile."""
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.errors import Unavailable
+from app.maintenance import Maintenance
+from app.models import ImageRecord, Status, format_timestamp
+from app.storage.clients import AwsClients
+from app.storage.items import object_key, usage_key
+from app.storage.resources import SWEEP_SHARDS
+from tests.conftest import AppFactory, Clock, Uploader, bearer
+from tests.imagefiles import make_image
+from tests.stores import record, sweep_index, tags, usage
+
+PutBytes = Callable[[str, bytes, str], None]
+
+
+# --- Verified bytes are immutable -------------------------------------------------------
+
+
+def test_put_after_confirm_is_refused_and_the_verified_bytes_stay(
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    put_bytes: PutBytes,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    first = make_image("image/png", color="red")
+    other = first[::-1]  # other bytes, the same size: what a stale retry would send
+    image = upload(alice, data=first)
+
+    with pytest.raises(ClientError) as refused:
+        put_bytes(image["id"], other, "image/png")  # exactly what the signed PUT sends
+    link = client.get(f"/images/{image['id']}/download", headers=alice).json()["url"]
+    stored = clients.s3.get_object(Bucket=settings.bucket, Key=object_key(image["id"]))
+
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert link
+    assert stored["Body"].read() == first
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+
+
+def test_confirm_refused_after_deadline_leaves_the_object_tagged_pending(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    """Tag ready only after the record is ready: a refused confirm leaves the bytes where
+    the lifecycle rule (and the sweep) will reap them."""
+    image = pending(alice)
+    clock.advance(settings.upload_deadline_seconds + 1)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 404
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
+
+
+def test_confirmed_image_stays_in_sweep_index_until_finished(
+    app: FastAPI,
+    alice: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    image = upload(alice)
+    before_grace = app.state.maintenance.sweep()
+    still_due = sweep_index(clients, settings)
+    clock.advance(settings.finish_grace_seconds + 1)
+
+    after_grace = app.state.maintenance.sweep()
+
+    assert (before_grace.finished, still_due) == (0, [image["id"]])
+    assert (after_grace.finished, after_grace.removed) == (1, 0)
+    assert sweep_index(clients, settings) == []
+    assert "due_at" not in (record(clients, settings, image["id"]) or {})
+
+
+def test_sweep_retags_a_ready_image_whose_tagging_failed(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = pending(alice)
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "PutObjectTagging")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(clients.s3, "put_object_tagging", down)
+        confirmed = client.post(f"/images/{image['id']}/confirm", headers=alice)
+    tagged_meanwhile = tags(clients, settings, image["id"])
+    clock.advance(settings.finish_grace_seconds + 1)
+    app.state.maintenance.sweep()
+
+    assert confirmed.status_code == 200
+    assert confirmed.json()["status"] == "ready"
+    assert tagged_meanwhile == [{"Key": "state", "Value": "pending"}]
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+
+
+# --- The sweep: bounded, fair across shards, resumable ---------------------------------
+
+
+def _abandon(app: FastAPI, image_id: str, now: int) -> None:
+    """A pending upload already past its deadline, with that id (so in that shard)."""
+    app.state.storage.table.reserve(
+        ImageRecord(
+            id=image_id,
+            user_id="alice",
+            filename="a.png",
+            content_type="image/png",
+            size=10,
+            status=Status.PENDING,
+            created_at=format_timestamp(app.state.service.clock()),
+            due_at=now - 1,
+        ),
+        now,
+        claim=None,
+    )
+
+
+def _ticking_maintenance(app: FastAPI, settings: Settings) -> Maintenance:
+    """A sweeper whose monotonic clock moves one second per look: a budget of N seconds
+    allows about N items, whatever the machine's speed."""
+    ticks = itertools.count()
+    return Maintenance(
+        app.state.service, app.state.storage, settings, monotonic=lambda: float(next(ticks))
+    )
+
+
+def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(sweep_batch=5, max_pending_uploads=1000)
+    settings: Settings = app.state.settings
+    now = app.state.service.now()
+    for n in range(60):
+        _abandon(app, f"0{n:031x}", now)  # a backlog in shard 0
+    for shard in SWEEP_SHARDS[1:]:
+        _abandon(app, f"{shard}{0:031x}", now)
+
+    report = _ticking_maintenance(app, settings).sweep(seconds=40)
+
+    # One round: 5 from shard 0, then one from each of the other 15.
+    assert report.removed >= 20
+    assert report.complete is False
+    assert report.backlog_shards == ["0"]
+    assert report.due_seen >= report.removed
+    left = sweep_index(app.state.clients, settings)
+    assert left
+    assert all(image_id.startswith("0") for image_id in left)
+
+
+def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory) -> None:
+    app = make_app(sweep_batch=2, max_pending_uploads=1000)
+    settings: Settings = app.state.settings
+    now = app.state.service.now()
+    for shard in SWEEP_SHARDS:
+        for n in range(3):
+            _abandon(app, f"{shard}{n:031x}", now)
+
+    first = _ticking_maintenance(app, settings).sweep(seconds=12)
+    second = _ticking_maintenance(app, settings).sweep()
+
+    assert first.complete is False
+    assert second.started_at_shard != SWEEP_SHARDS[0]
+    assert second.started_at_shard in first.backlog_shards
+    assert second.complete is True
+    assert first.removed + second.removed == 3 * len(SWEEP_SHARDS)
+    assert sweep_index(app.state.clients, settings) == []
+
+
+def test_sweep_tries_a_failing_item_once_per_run_and_finishes_the_rest(
+    app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = app.state.service.now()
+    stuck, fine = "a" + "0" * 31, "a" + "1" * 31
+    _abandon(app, stuck, now)
+    _abandon(app, fine, now)
+    objects = app.state.storage.objects
+    real_delete = objects.delete
+
+    def delete(image_id: str) -> None:
+        if image_id == stuck:
+            raise Unavailable("S3 is down for this one")
+        real_delete(image_id)
+
+    monkeypatch.setattr(objects, "delete", delete)
+
+    report = app.state.maintenance.sweep()
+
+    assert (report.removed, report.failed, report.complete) == (1, 1, True)
+    assert sweep_index(app.state.clients, settings) == [stuck]
+
+
+# --- Reconcile -------------------------------------------------------------------------
+
+
+def test_reconcile_finds_no_drift_after_normal_use(
+    app: FastAPI, client: TestClient, alice: dict[str, str], upload: Uploader, create: Uploader
+) -> None:
+    kept = upload(alice)
+    gone = upload(alice)
+    waiting = create(alice)
+    client.delete(f"/images/{gone['id']}", headers=alice)
+
+    result = app.state.maintenance.reconcile("alice")
+
+    assert (result.drift, result.fixed) == (False, False)
+    size = kept["size"] + waiting["size"]
+    assert result.counted.counts() == (2, size, 1, waiting["size"])
+
+
+def test_reconcile_fixes_drifted_usage(
+    app: FastAPI,
+    alice: dict[str, str],
+    upload: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = upload(alice)
+    clients.dynamodb.update_item(
+        TableName=settings.table,
+        Key=usage_key("alice"),
+        UpdateExpression="ADD images :n, bytes :b",
+        ExpressionAttributeValues={":n": {"N": "7"}, ":b": {"N": "12345"}},
+    )
+
+    result = app.state.maintenance.reconcile("alice")
+
+    assert (result.drift, result.fixed) == (True, True)
+    assert usage(clients, settings, "alice") == (1, image["size"])
+    assert app.state.maintenance.reconcile("alice").drift is False
+
+
+def test_reconcile_never_overwrites_a_change_made_while_it_counted(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    create: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upload(alice)
+    clients.dynamodb.update_item(  # drift, so that reconcile wants to write
+        TableName=settings.table,
+        Key=usage_key("alice"),
+        UpdateExpression="ADD images :n",
+        ExpressionAttributeValues={":n": {"N": "5"}},
+    )
+    listing = app.state.storage.listing
+    real_owned_by = listing.owned_by
+    raced: list[str] = []
+
+    def owned_by(user_id: str) -> Any:
+        records = list(real_owned_by(user_id))
+        if not raced:  # a create lands between the count and the write
+            raced.append(create(alice)["id"])
+        return iter(records)
+
+    monkeypatch.setattr(listing, "owned_by", owned_by)
+
+    result = app.state.maintenance.reconcile("alice")
+
+    assert result.fixed is True
+    assert result.counted.images == 2  # counted again, the racing create included
+    assert usage(clients, settings, "alice")[0] == 2
+
+
+def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Clock) -> None:
+    app = make_app(reconcile_settle_seconds=10)
+    client = TestClient(app)
+    headers = bearer(app.state.settings, "alice")
+    client.post(
+        "/images",
+        headers=headers,
+        json={"filename": "a.png", "content_type": "image/png", "size": 5},
+    )
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    maintenance = Maintenance(app.state.service, app.state.storage, app.state.settings, sleep=sleep)
+
+    result = maintenance.reconcile("alice")
+
+    assert len(slept) == 1
+    assert 9 <= slept[0] <= 10
+    assert result.drift is False
