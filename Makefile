@@ -45,8 +45,10 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 
+# Two workers (a test file stays on one, with its servers); then what cannot be split.
 pytest: $(VENV)/.dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/pytest -m serial
 
 loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto server
 	$(BIN)/python -m tests.load --seconds 35 --users 16

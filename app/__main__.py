@@ -1,15 +1,18 @@
-"""`python -m app [serve|token USER|create-resources|sweep|reconcile USER]`."""
+"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER]`."""
 
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from dataclasses import asdict
 
 from pydantic import SecretStr
 
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
+from app.logs import configure_logging
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 
@@ -47,6 +50,10 @@ def serve(settings: Settings) -> None:
         print(f"Embedded AWS emulator (moto): {settings.aws_endpoint_url}")
     clients = AwsClients(settings)
     ensure_resources(clients, settings)
+    # The worker (thumbnails, previews, auto-confirm) in this process: no second terminal.
+    from app.worker import start_in_background  # noqa: PLC0415 - imaging only when serving
+
+    start_in_background(settings, clients)
     base = f"http://{settings.host}:{settings.port}"
     token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600)
     print(
@@ -61,10 +68,33 @@ def serve(settings: Settings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
 
 
+def work(settings: Settings) -> None:
+    """The worker alone (the compose service), until SIGTERM or Ctrl-C."""
+    from app.worker import build, poll  # noqa: PLC0415 - only the worker needs imaging
+
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+
+    def terminate(*_: object) -> None:
+        # At once, even in the middle of a 20-second long poll: a message being worked on
+        # is not deleted, so it comes back after its visibility timeout (safe to repeat).
+        stop.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    clients = AwsClients(settings)
+    print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
+    try:
+        poll(build(settings, clients), clients, settings, stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the API (embedded emulator unless AWS_ENDPOINT_URL)")
+    commands.add_parser("worker", help="make variants of uploads, polling the queue until stopped")
     token = commands.add_parser("token", help="print a bearer token for USER")
     token.add_argument("user")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
@@ -82,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "create-resources":
         ensure_resources(AwsClients(settings), settings)
         print(f"bucket {settings.bucket} and table {settings.table} are ready")
+    elif args.command == "worker":
+        work(settings)
     elif args.command in ("sweep", "reconcile"):
         from app.main import create_app  # noqa: PLC0415
 

@@ -3,9 +3,11 @@
 Routes are `async` and hand only the blocking service call (boto3) to the threadpool:
 a plain `def` route costs a second thread hop, FastAPI validating its response there
 too, which measured as most of the service's per-request overhead (docs/benchmarks.md).
+Under Lambda even that hop goes: see `_blocking`.
 """
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Literal, ParamSpec, Protocol, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -24,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from app.auth import UserId
 from app.models import (
@@ -44,7 +47,31 @@ async def _service(request: Request) -> ImageService:
     return service
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Blocking(Protocol):
+    async def __call__(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+
+async def _inline(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    return call(*args, **kwargs)
+
+
+async def _blocking(request: Request) -> Blocking:
+    """How to run the blocking service call. Under Lambda (Mangum puts the event in the
+    scope) an environment serves one request at a time, so nothing could use the event
+    loop meanwhile; and anyio starts a new worker thread for every invocation there (its
+    threads end with their root task), which measured as most of a warm request's cost.
+    Under uvicorn, the threadpool keeps the loop serving other requests."""
+    if "aws.event" in request.scope:
+        return _inline
+    return run_in_threadpool  # type: ignore[return-value] # Starlette's signature is the same
+
+
 Service = Annotated[ImageService, Depends(_service)]
+Run = Annotated[Blocking, Depends(_blocking)]
 PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
 IdempotencyKey = Annotated[
     str | None,
@@ -84,14 +111,16 @@ router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
     },
 )
 async def create_image(
+    *,
     body: CreateImageRequest,
     user: UserId,
     service: Service,
+    run: Run,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
-    created, replayed = await run_in_threadpool(service.create, user, body, idempotency_key)
+    created, replayed = await run(service.create, user, body, idempotency_key)
     if replayed:
         response.headers[REPLAYED] = "true"
     return created
@@ -113,6 +142,7 @@ async def upload_direct(
     file: Annotated[UploadFile, File(description="The image (jpeg, png, gif or webp)")],
     user: UserId,
     service: Service,
+    run: Run,
     title: Annotated[str | None, Form()] = None,
     description: Annotated[str | None, Form()] = None,
     tags: Annotated[list[str] | None, Form(description="Repeat the field per tag")] = None,
@@ -135,9 +165,7 @@ async def upload_direct(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from exc
-    image, replayed = await run_in_threadpool(
-        service.upload_direct, user, declared, data, idempotency_key
-    )
+    image, replayed = await run(service.upload_direct, user, declared, data, idempotency_key)
     if replayed:
         response.headers[REPLAYED] = "true"
     return image
@@ -153,15 +181,15 @@ async def upload_direct(
         **_QUOTA,
     },
 )
-async def confirm_image(image_id: PathId, user: UserId, service: Service) -> Image:
+async def confirm_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Verify the uploaded bytes and make the image ready; safe to repeat."""
-    return await run_in_threadpool(service.confirm, user, image_id)
+    return await run(service.confirm, user, image_id)
 
 
 @router.get("/{image_id}", responses=_MISSING)
-async def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
+async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Return one image's metadata."""
-    return await run_in_threadpool(service.get, user, image_id)
+    return await run(service.get, user, image_id)
 
 
 @router.get(
@@ -170,17 +198,23 @@ async def get_image(image_id: PathId, user: UserId, service: Service) -> Image:
     responses={
         **_MISSING,
         307: {"description": "Redirect to the presigned URL"},
-        409: {"description": "Not confirmed yet"},
+        409: {"description": "Not confirmed yet, or the variant is not ready (or failed)"},
     },
 )
 async def download_image(
+    *,
     image_id: PathId,
     user: UserId,
     service: Service,
+    run: Run,
+    variant: Annotated[
+        Literal["original", "thumb", "preview"],
+        Query(description="The uploaded bytes, or a WebP variant once it is ready"),
+    ] = "original",
     redirect: Annotated[bool, Query(description="Answer 307 to the URL instead of JSON")] = False,
 ) -> DownloadLink | RedirectResponse:
-    """Return a short-lived presigned GET URL for the image's bytes."""
-    link = await run_in_threadpool(service.download, user, image_id)
+    """Return a short-lived presigned GET URL for the image's bytes or one of its variants."""
+    link = await run(service.download, user, image_id, variant)
     if redirect:
         return RedirectResponse(link.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     return link
@@ -188,17 +222,20 @@ async def download_image(
 
 @router.get(
     "",
+    response_model=ImageList,
     responses={400: {"description": "The cursor is not one this API issued to you for this query"}},
 )
 async def list_images(
-    query: Annotated[ListQuery, Query()], user: UserId, service: Service
-) -> ImageList:
+    query: Annotated[ListQuery, Query()], user: UserId, service: Service, run: Run
+) -> Response:
     """List your images, newest first, one page at a time (follow `next_cursor`)."""
-    return await run_in_threadpool(service.list, user, query)
+    page = await run(service.list, user, query)
+    # Serialized as built: validating a page of images again measured as most of its cost.
+    return Response(to_json(page), media_type="application/json")
 
 
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_image(image_id: PathId, user: UserId, service: Service) -> Response:
+async def delete_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Response:
     """Delete an image's bytes and record; 204 whether or not it existed."""
-    await run_in_threadpool(service.delete, user, image_id)
+    await run(service.delete, user, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -46,6 +46,9 @@ TYPES = {
     ".png": "image/png",
     ".gif": "image/gif",
     ".webp": "image/webp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
 }
 
 
@@ -225,7 +228,7 @@ def _upload_one(
 ) -> dict[str, Any]:
     content_type = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if content_type not in TYPES.values():
-        raise CliError(f"{path}: not a JPEG, PNG, GIF or WebP file name")
+        raise CliError(f"{path}: not a JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF file name")
     size = path.stat().st_size
     # One key per file for this run: however often the create is retried, one image.
     key = {"Idempotency-Key": f"cli-{uuid.uuid4()}"}
@@ -247,8 +250,18 @@ def _upload_one(
     return ready
 
 
+def _variants(image: dict[str, Any]) -> str:
+    """ "ready", "pending" or "failed" when both agree, else each: "thumb ready, ..."."""
+    states: dict[str, str] = {
+        name: str(variant["status"]) for name, variant in image["variants"].items()
+    }
+    if len(set(states.values())) == 1:
+        return next(iter(states.values()))
+    return ", ".join(f"{name} {state}" for name, state in states.items())
+
+
 def _print_table(images: list[dict[str, Any]]) -> None:
-    rows = [("ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "NAME", "TAGS")]
+    rows = [("ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "VARIANTS", "NAME", "TAGS")]
     for image in images:
         dims = f"{image['width']}x{image['height']}" if image.get("width") else "-"
         rows.append(
@@ -258,6 +271,7 @@ def _print_table(images: list[dict[str, Any]]) -> None:
                 str(image["size"]),
                 dims,
                 image["content_type"].removeprefix("image/"),
+                _variants(image),
                 image["filename"],
                 ",".join(image["tags"]),
             )
@@ -332,10 +346,13 @@ def cmd_get(args: argparse.Namespace) -> None:
     api = Api.from_config()
     image = api.call("GET", f"/images/{args.id}")
     # Never trust a stored filename as a path: keep its last component only.
-    target = Path(args.output) if args.output else Path(Path(image["filename"]).name or args.id)
+    name = Path(image["filename"]).name or args.id
+    if args.variant != "original":
+        name = f"{Path(name).stem or args.id}.{args.variant}.webp"
+    target = Path(args.output) if args.output else Path(name)
     if target.exists() and not args.force:
         raise CliError(f"{target} exists (use --force to overwrite)")
-    link = api.call("GET", f"/images/{args.id}/download")
+    link = api.call("GET", f"/images/{args.id}/download", query={"variant": args.variant})
     try:
         with urllib.request.urlopen(link["url"], timeout=300) as response, target.open("wb") as out:  # noqa: S310
             while chunk := response.read(CHUNK):
@@ -344,7 +361,12 @@ def cmd_get(args: argparse.Namespace) -> None:
         raise CliError(f"download failed: {exc}") from exc
     _out(
         args,
-        {"id": args.id, "path": str(target), "size": target.stat().st_size},
+        {
+            "id": args.id,
+            "variant": args.variant,
+            "path": str(target),
+            "size": target.stat().st_size,
+        },
         f"{target} ({target.stat().st_size} bytes)",
     )
 
@@ -396,6 +418,12 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("id")
     get.add_argument("-o", "--output", help="file to write (default: its original name)")
     get.add_argument("--force", action="store_true", help="overwrite an existing file")
+    get.add_argument(
+        "--variant",
+        choices=["original", "thumb", "preview"],
+        default="original",
+        help="the uploaded bytes, or a WebP variant (default: original)",
+    )
     get.set_defaults(run=cmd_get)
     url = command("url", "print a short-lived download URL")
     url.add_argument("id")

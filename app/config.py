@@ -29,6 +29,10 @@ class Settings(BaseSettings):
 
     bucket: str = "images"
     table: str = "images"
+    # The queue S3 notifies of uploads (its dead-letter queue is "<queue>-dead").
+    queue: str = "images-uploads"
+    # How long the local worker's ReceiveMessage waits for a message (SQS allows 0..20).
+    worker_poll_seconds: int = Field(default=20, ge=0, le=20)
     region: str = Field(
         default="us-east-1",
         validation_alias=AliasChoices("IMAGES_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * MiB, ge=1, le=5 * 1024 * MiB)
     upload_url_ttl_seconds: int = Field(default=15 * 60, ge=60, le=3600)
     download_url_ttl_seconds: int = Field(default=5 * 60, ge=1, le=7 * 24 * 3600)
+    # Thumb and preview URLs are signed as of the start of the current window (and live
+    # a window longer): within it an image keeps one URL, so browsers cache its thumb.
+    variant_url_window_seconds: int = Field(default=5 * 60, ge=1, le=24 * 3600)
     # How long an upload may stay unconfirmed; then the sweep removes it from both stores.
     # At most a day: the bucket's lifecycle rule expires still-pending objects after two,
     # which must stay later than any confirm (and the sweep's retag after it).
@@ -109,6 +116,9 @@ class Settings(BaseSettings):
     aws_endpoint_url_dynamodb: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_DYNAMODB")
     )
+    aws_endpoint_url_sqs: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS")
+    )
 
     @model_validator(mode="after")
     def _deadline_outlives_upload_url(self) -> "Settings":
@@ -124,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def dynamodb_endpoint(self) -> str | None:
         return self.aws_endpoint_url_dynamodb or self.aws_endpoint_url
+
+    @property
+    def sqs_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_sqs or self.aws_endpoint_url
 
     @property
     def presign_endpoint(self) -> str | None:

@@ -8,6 +8,9 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "image/png": (".png",),
     "image/gif": (".gif",),
     "image/webp": (".webp",),
+    "image/heic": (".heic",),
+    "image/heif": (".heif", ".heic"),
+    "image/avif": (".avif",),
 }
 
 

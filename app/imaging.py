@@ -175,11 +175,153 @@ def _webp(data: bytes, total_size: int) -> Dimensions:
     raise _Malformed("unknown WebP chunk")
 
 
+# ISO BMFF (HEIF, AVIF): which `ftyp` brands each declared type accepts.
+_HEVC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_BRANDS = {
+    "image/heic": _HEVC_BRANDS,
+    "image/avif": _AVIF_BRANDS,
+    # The generic HEIF type: any image brand of the family.
+    "image/heif": _HEVC_BRANDS | _AVIF_BRANDS | {b"mif1", b"msf1"},
+}
+
+
+def _boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """The boxes between start and end: type -> (body start, body end), first of each."""
+    found: dict[bytes, tuple[int, int]] = {}
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        header = 8
+        if size == 1:
+            _need(data, offset + 16)
+            (size,) = struct.unpack_from(">Q", data, offset + 8)
+            header = 16
+        elif size == 0:
+            size = end - offset
+        if size < header or not kind.isascii():
+            raise _Malformed("bad ISO BMFF box")
+        found.setdefault(kind, (offset + header, min(offset + size, end)))
+        offset += size
+    return found
+
+
+def _u32(data: bytes, offset: int) -> int:
+    value: int = struct.unpack_from(">I", data, offset)[0]
+    return value
+
+
+def _u16(data: bytes, offset: int) -> int:
+    value: int = struct.unpack_from(">H", data, offset)[0]
+    return value
+
+
+def _brands(data: bytes, ftyp: tuple[int, int]) -> set[bytes]:
+    start, end = ftyp
+    _need(data, start + 8)  # major brand, minor version, then compatible brands
+    return {data[start : start + 4]} | {data[i : i + 4] for i in range(start + 8, end - 3, 4)}
+
+
+def _primary_item(data: bytes, pitm: tuple[int, int]) -> int:
+    start, _ = pitm
+    return _u16(data, start + 4) if data[start] == 0 else _u32(data, start + 4)
+
+
+def _property_list(data: bytes, ipco: tuple[int, int]) -> list[tuple[bytes, int]]:
+    """ipco's boxes as (type, body start); ipma numbers them from 1."""
+    properties = []
+    offset, end = ipco
+    while offset + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        if size < 8:
+            raise _Malformed("bad property box")
+        properties.append((kind, offset + 8))
+        offset += size
+    return properties
+
+
+def _associated(data: bytes, ipma: tuple[int, int], item: int) -> list[int]:
+    """The property indexes ipma associates with `item`."""
+    start, _ = ipma
+    version, flags = data[start], int.from_bytes(data[start + 1 : start + 4])
+    offset, found = start + 8, []
+    for _ in range(_u32(data, start + 4)):
+        entry = _u16(data, offset) if version < 1 else _u32(data, offset)
+        offset += 2 if version < 1 else 4
+        indexes = []
+        for _ in range(data[offset]):
+            if flags & 1:
+                indexes.append(_u16(data, offset + 1) & 0x7FFF)
+                offset += 2
+            else:
+                indexes.append(data[offset + 1] & 0x7F)
+                offset += 1
+        offset += 1
+        if entry == item:
+            found = indexes
+    return found
+
+
+def _displayed(data: bytes, properties: list[tuple[bytes, int]], indexes: list[int]) -> Dimensions:
+    """The primary item's size as a decoder shows it: ispe, cropped by clap, turned by
+    irot (the order transformative properties apply in)."""
+    width = height = quarter_turns = 0
+    crop: tuple[int, int] | None = None
+    for index in indexes:
+        if not 1 <= index <= len(properties):
+            raise _Malformed("property index out of range")
+        kind, body = properties[index - 1]
+        if kind == b"ispe":
+            width, height = _u32(data, body + 4), _u32(data, body + 8)  # a FullBox
+        elif kind == b"clap":
+            # Encoders pad to whole coding blocks; the clean aperture crops back.
+            w_num, w_den, h_num, h_den = struct.unpack_from(">IIII", data, body)
+            if not w_den or not h_den:
+                raise _Malformed("bad clean aperture")
+            crop = (w_num // w_den, h_num // h_den)
+        elif kind == b"irot":
+            quarter_turns = data[body] & 3
+    if not width or not height:
+        raise _Malformed("the primary item has no ispe")
+    if crop is not None:
+        width, height = min(width, crop[0]), min(height, crop[1])
+    return Dimensions(height, width) if quarter_turns % 2 else Dimensions(width, height)
+
+
+def _isobmff(content_type: str) -> Callable[[bytes, int], Dimensions]:
+    """HEIF and AVIF: the ftyp brand names the codec; the meta box's primary item carries
+    its size. All of it sits at the start of the file, within the prefix we read."""
+
+    def parse(data: bytes, _total_size: int) -> Dimensions:
+        top = _boxes(data, 0, len(data))
+        if data[4:8] != b"ftyp":
+            raise _Malformed("ISO BMFF must start with ftyp")
+        if not _brands(data, top[b"ftyp"]) & _BRANDS[content_type]:
+            raise _Malformed(f"no {content_type} brand in ftyp")
+        if b"meta" not in top:
+            raise _Malformed("no meta box in the header")
+        meta_start, meta_end = top[b"meta"]
+        _need(data, meta_end)
+        meta = _boxes(data, meta_start + 4, meta_end)  # meta is a FullBox
+        if b"pitm" not in meta or b"iprp" not in meta:
+            raise _Malformed("no primary item or properties")
+        iprp = _boxes(data, *meta[b"iprp"])
+        if b"ipco" not in iprp or b"ipma" not in iprp:
+            raise _Malformed("no item properties")
+        indexes = _associated(data, iprp[b"ipma"], _primary_item(data, meta[b"pitm"]))
+        return _displayed(data, _property_list(data, iprp[b"ipco"]), indexes)
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[bytes, int], Dimensions]] = {
     "image/png": _png,
     "image/jpeg": _jpeg,
     "image/gif": _gif,
     "image/webp": _webp,
+    "image/heic": _isobmff("image/heic"),
+    "image/heif": _isobmff("image/heif"),
+    "image/avif": _isobmff("image/avif"),
 }
 
 

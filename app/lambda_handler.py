@@ -1,10 +1,13 @@
-"""AWS Lambda entry point: `app.lambda_handler.handler`.
+"""AWS Lambda entry point of the API function: `app.lambda_handler.handler`.
 
-API Gateway (REST v1, HTTP API v2) and function URL events go through Mangum to the same
-app uvicorn serves. EventBridge's scheduled event runs the sweep of abandoned uploads.
-Everything is built once per cold start; AWS clients on first use.
+A dispatch table of the event kinds this function receives (as Mangum picks its own
+handler per HTTP event shape): API Gateway (REST v1, HTTP API v2) and function URL
+requests go through Mangum to the same app uvicorn serves; EventBridge's schedule runs
+the sweep. Everything is built once per cold start; AWS clients on first use. The
+worker is another function (`app.worker.handler`): nothing here imports imaging code.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -14,6 +17,12 @@ from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.main import create_app
+
+# Leave this much of the invocation's time to report back before Lambda stops it.
+SWEEP_MARGIN_SECONDS = 5
+
+Event = dict[str, Any]
+Handle = Callable[[Event, Any], dict[str, Any]]
 
 
 def _served_under(root_path: str, asgi: ASGI) -> ASGI:
@@ -35,12 +44,27 @@ asgi_handler = Mangum(
 )
 
 
-# Leave this much of the invocation's time to report back before Lambda stops it.
-SWEEP_MARGIN_SECONDS = 5
+def _sweep(_event: Event, context: Any) -> dict[str, Any]:
+    budget = context.get_remaining_time_in_millis() / 1000 - SWEEP_MARGIN_SECONDS
+    return asdict(app.state.maintenance.sweep(seconds=max(budget, 1)))
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if event.get("source") == "aws.events":
-        budget = context.get_remaining_time_in_millis() / 1000 - SWEEP_MARGIN_SECONDS
-        return asdict(app.state.maintenance.sweep(seconds=max(budget, 1)))
-    return asgi_handler(event, context)
+def _http(event: Event, context: Any) -> dict[str, Any]:
+    response: dict[str, Any] = asgi_handler(event, context)
+    return response
+
+
+HANDLERS: tuple[
+    tuple[str, Callable[[Event], bool], Callable[[Event, Any], dict[str, Any]]], ...
+] = (
+    ("schedule", lambda event: event.get("source") == "aws.events", _sweep),
+    # API Gateway v1 and v2 and function URLs all carry a requestContext.
+    ("http", lambda event: "requestContext" in event, _http),
+)
+
+
+def handler(event: Event, context: Any) -> dict[str, Any]:
+    for _, matches, handle in HANDLERS:
+        if matches(event):
+            return handle(event, context)
+    raise ValueError(f"unsupported event (keys: {sorted(event)[:10]})")

@@ -18,6 +18,7 @@ remembering just the items the transaction touches is enough (see `_item_rollbac
 
 import argparse
 import copy
+import logging
 import os
 import socket
 import threading
@@ -133,6 +134,8 @@ class EmbeddedAws:
         )
 
     def start(self) -> str:
+        # One line per emulated AWS call would bury the service's own log.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = self._build()
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self.url

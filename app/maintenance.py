@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.errors import ServiceError, Unavailable
-from app.models import ImageRecord, Status
+from app.models import VARIANT_BOXES, ImageRecord, Status, VariantState, VariantStatus
 from app.service import ImageService
 from app.storage import Storage
 from app.storage.listing import SweepPosition
@@ -26,6 +26,12 @@ from app.storage.table import Usage
 log = logging.getLogger(__name__)
 
 RECONCILE_ATTEMPTS = 5
+# What a ready image's variants are recorded as when the worker never reported them (its
+# message went to the dead-letter queue, or no worker runs): a client stops waiting.
+UNMADE: dict[str, VariantState] = {
+    name: VariantState(VariantStatus.FAILED, reason="not made: the worker did not finish it")
+    for name in VARIANT_BOXES
+}
 
 
 @dataclass
@@ -114,7 +120,7 @@ class Maintenance:
                 # Confirmed, but nothing reported its follow-up done: retag (idempotent)
                 # before the lifecycle rule could reap it, then release it.
                 self._storage.objects.tag_ready(record.id)
-                self._storage.table.finish(record.id)
+                self._storage.table.finish(record.id, UNMADE)
                 report.finished += 1
                 return
             marked = self._storage.table.mark_deleting(

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -16,8 +16,17 @@ from pydantic import (
     field_validator,
 )
 
-ContentType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
-CONTENT_TYPES: tuple[ContentType, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+ContentType = Literal[
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    # What iPhones and modern cameras write; browsers see their WebP variants.
+    "image/heic",
+    "image/heif",
+    "image/avif",
+]
+CONTENT_TYPES: tuple[ContentType, ...] = get_args(ContentType)
 # What a client sees and may filter by.
 PublicStatus = Literal["pending", "ready"]
 
@@ -102,6 +111,34 @@ class CreateImageRequest(BaseModel):
         return list(dict.fromkeys(tags))
 
 
+# Derived sizes every ready image gets: WebP fitted in a square box of this side.
+VariantName = Literal["thumb", "preview"]
+VARIANT_BOXES: dict[VariantName, int] = {"preview": 1600, "thumb": 320}  # largest first
+
+
+class VariantStatus(StrEnum):
+    PENDING = "pending"  # not made yet (the worker runs within seconds of the upload)
+    READY = "ready"
+    FAILED = "failed"  # the image does not decode; `reason` says why. Never retried.
+
+
+class Variant(BaseModel):
+    status: VariantStatus
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    reason: str | None = None
+
+
+class Variants(BaseModel):
+    thumb: Variant
+    preview: Variant
+
+
+# Times are RFC 3339 in UTC with microseconds, exactly as stored (they sort as text).
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
 class Image(BaseModel):
     """An image as its owner sees it; storage internals (bucket, key, owner) never appear."""
 
@@ -113,10 +150,16 @@ class Image(BaseModel):
     title: str | None
     description: str | None
     tags: list[str]
-    created_at: datetime
-    uploaded_at: datetime | None
+    created_at: Timestamp
+    uploaded_at: Timestamp | None
     width: int | None
     height: int | None
+    placeholder: str | None = Field(
+        description="BlurHash (https://blurha.sh) of the image: paint it while loading"
+    )
+    variants: Variants
+    thumb_url: str | None = Field(description="Short-lived URL of the ready thumb (WebP)")
+    preview_url: str | None = Field(description="Short-lived URL of the ready preview (WebP)")
 
 
 class UploadInstructions(BaseModel):
@@ -166,6 +209,27 @@ class ListQuery(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class VariantState:
+    status: VariantStatus
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    reason: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+            "reason": self.reason,
+        }
+
+
+NOT_MADE = VariantState(VariantStatus.PENDING)
+
+
+@dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One row of the images table, as the storage layer hands it to the service."""
 
@@ -184,24 +248,36 @@ class ImageRecord:
     height: int | None = None
     # While set, the sweep owns whatever is unfinished once this Unix time has passed.
     due_at: int | None = None
+    variants: dict[str, VariantState] = field(default_factory=dict)
+    placeholder: str | None = None
 
     @property
     def was_confirmed(self) -> bool:
         """Ready, or being deleted after it was: what its quota was counted as."""
         return self.uploaded_at is not None
 
-    def public(self) -> Image:
-        return Image(
-            id=self.id,
-            filename=self.filename,
-            content_type=self.content_type,
-            size=self.size,
-            status="ready" if self.status == Status.READY else "pending",
-            title=self.title,
-            description=self.description,
-            tags=self.tags,
-            created_at=datetime.fromisoformat(self.created_at),
-            uploaded_at=datetime.fromisoformat(self.uploaded_at) if self.uploaded_at else None,
-            width=self.width,
-            height=self.height,
-        )
+    def variant(self, name: str) -> VariantState:
+        return self.variants.get(name, NOT_MADE)
+
+    def public(self, urls: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON of `Image`, built directly: a list page serializes many of these,
+        and validating each into a model again measured as most of its cost."""
+        urls = urls or {}
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "status": "ready" if self.status == Status.READY else "pending",
+            "title": self.title,
+            "description": self.description,
+            "tags": self.tags,
+            "created_at": self.created_at,
+            "uploaded_at": self.uploaded_at,
+            "width": self.width,
+            "height": self.height,
+            "placeholder": self.placeholder,
+            "variants": {name: self.variant(name).public() for name in ("thumb", "preview")},
+            "thumb_url": urls.get("thumb"),
+            "preview_url": urls.get("preview"),
+        }

@@ -6,28 +6,28 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from app.config import Settings
+from app.confirmation import Confirmation
 from app.errors import (
     Conflict,
     IdempotencyMismatch,
-    InvalidImage,
     TooLarge,
-    Unavailable,
     image_not_found,
 )
 from app.filenames import content_disposition, download_name
-from app.imaging import Dimensions, inspect_image
 from app.models import (
+    VARIANT_BOXES,
     CreateImageRequest,
     CreateImageResponse,
     DownloadLink,
     Image,
-    ImageList,
     ImageRecord,
     ListQuery,
     Status,
     UploadInstructions,
+    VariantStatus,
     format_timestamp,
 )
 from app.pagination import CursorCodec
@@ -67,6 +67,8 @@ class ImageService:
         self._settings = settings
         self._cursors = cursors
         self.clock = clock or _utcnow
+        # Read at call time, so that a clock replaced later (tests, a bench) applies too.
+        self.confirmation = Confirmation(storage, settings, lambda: self.clock())  # noqa: PLW0108
 
     def now(self) -> int:
         return int(self.clock().timestamp())
@@ -112,15 +114,16 @@ class ImageService:
         then stored exactly as a presigned upload and its confirm would store it. A replay
         finishes whatever the first attempt did not."""
         self._check_size(len(data), self._settings.max_direct_bytes)
-        dims = self._verify(data[: self._settings.verify_prefix_bytes], request, len(data), "")
+        prefix = data[: self._settings.verify_prefix_bytes]
+        dims = self.confirmation.verify(prefix, request, len(data), "")
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request, data), self.clock()
         )
-        if record.status == Status.READY:
-            return record.public(), replayed
-        # Already there when a replay follows an attempt that stopped after the PUT.
-        self._objects.put(record.id, data, record.content_type)
-        return self._mark_ready(record, dims), replayed
+        if record.status != Status.READY:
+            # Already there when a replay follows an attempt that stopped after the PUT.
+            self._objects.put(record.id, data, record.content_type)
+            record = self.confirmation.mark_ready(record, dims)
+        return self._image(record), replayed
 
     def _register(
         self,
@@ -167,80 +170,56 @@ class ImageService:
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
-        if record.status == Status.READY:
-            return record.public()
-        head = self._objects.read_head(image_id, self._settings.verify_prefix_bytes)
-        if head is None:
-            raise Conflict("Nothing uploaded yet: PUT the bytes to the upload URL, then confirm")
-        try:
-            dims = self._verify(head.data, record, head.total_size, head.content_type)
-        except InvalidImage:
-            # Bad bytes never stay in the bucket. The record stays pending, so the client
-            # may PUT again while its URL is valid; otherwise the sweep removes it.
-            self._objects.delete(image_id)
-            raise
-        return self._mark_ready(record, dims)
+        if record.status != Status.READY:
+            head = self._objects.read_head(image_id, self._settings.verify_prefix_bytes)
+            if head is None:
+                raise Conflict(
+                    "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm"
+                )
+            record = self.confirmation.confirm(record, head)
+        return self._image(record)
 
-    def _verify(
-        self,
-        head: bytes,
-        declared: ImageRecord | CreateImageRequest,
-        total_size: int,
-        stored_type: str,
-    ) -> Dimensions:
-        """The bytes are the declared size and type, and not absurdly many pixels."""
-        if total_size != declared.size:
-            raise InvalidImage(f"Uploaded {total_size} bytes but declared {declared.size}")
-        if stored_type and stored_type != declared.content_type:
-            raise InvalidImage(f"Uploaded as {stored_type} but declared {declared.content_type}")
-        dims = inspect_image(head, declared.content_type, total_size)
-        if dims.width * dims.height > self._settings.max_pixels:
-            raise InvalidImage(
-                f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
-            )
-        return dims
+    def _image(self, record: ImageRecord) -> Image:
+        return Image.model_validate(self.public([record])[0])
 
-    def _mark_ready(self, record: ImageRecord, dims: Dimensions) -> Image:
-        """Record first, tag second: a confirm that fails in between leaves a ready record
-        with a pending tag, which the sweep retags long before the lifecycle rule acts;
-        the other order could leave a refused upload tagged ready, out of its reach."""
-        moment = self.clock()
-        now = int(moment.timestamp())
-        ready = self._table.mark_ready(
-            record,
-            format_timestamp(moment),
-            dims.width,
-            dims.height,
-            now=now,
-            finish_by=now + self._settings.finish_grace_seconds,
-        )
-        try:
-            present = self._objects.tag_ready(ready.id)
-        except Unavailable as exc:
-            # The image is ready: that is the answer. The sweep retags it.
-            log.warning(
-                "image %s is ready but not yet tagged, left to the sweep (%r)", ready.id, exc
-            )
-            return ready.public()
-        if not present:
-            raise image_not_found()  # deleted while we were confirming it
-        return ready.public()
+    def public(self, records: list[ImageRecord]) -> list[dict[str, Any]]:
+        """Records as their owner sees them, with short-lived URLs of their ready variants
+        (signed together: a page of them costs a fraction of a millisecond)."""
+        wanted = [
+            (record.id, name)
+            for record in records
+            for name in VARIANT_BOXES
+            if record.variant(name).status == VariantStatus.READY
+        ]
+        urls = iter(self._objects.variant_urls(wanted, self._settings.download_url_ttl_seconds))
+        signed: dict[str, dict[str, str]] = {}
+        for image_id, name in wanted:
+            signed.setdefault(image_id, {})[name] = next(urls)
+        return [record.public(signed.get(record.id)) for record in records]
 
     def get(self, user_id: str, image_id: str) -> Image:
-        return self._owned(user_id, image_id).public()
+        return self._image(self._owned(user_id, image_id))
 
-    def download(self, user_id: str, image_id: str) -> DownloadLink:
+    def download(self, user_id: str, image_id: str, variant: str = "original") -> DownloadLink:
         record = self._owned(user_id, image_id)
         if record.status != Status.READY:
             raise Conflict("The image is not confirmed yet")
         ttl = self._settings.download_url_ttl_seconds
-        name = download_name(record.filename, record.content_type)
-        url = self._objects.presign_get(
-            image_id, record.content_type, content_disposition(name), ttl
-        )
+        if variant == "original":
+            name = download_name(record.filename, record.content_type)
+            url = self._objects.presign_get(
+                image_id, record.content_type, content_disposition(name), ttl
+            )
+        else:
+            state = record.variant(variant)
+            if state.status != VariantStatus.READY:
+                why = f": {state.reason}" if state.reason else ", retry in a few seconds"
+                raise Conflict(f"The {variant} is {state.status}{why}")
+            url = self._objects.variant_urls([(image_id, variant)], ttl)[0]
         return DownloadLink(url=url, expires_at=self.clock() + timedelta(seconds=ttl))
 
-    def list(self, user_id: str, query: ListQuery) -> ImageList:
+    def list(self, user_id: str, query: ListQuery) -> dict[str, Any]:
+        """One page, as the JSON of ImageList (built directly: see ImageRecord.public)."""
         where = ListFilter(
             status=query.status,
             content_type=query.content_type,
@@ -250,14 +229,12 @@ class ImageService:
         )
         start = self._cursors.decode(query.cursor, user_id, where) if query.cursor else None
         if where.created_from and where.created_to and where.created_from > where.created_to:
-            return ImageList(items=[], next_cursor=None)  # an empty range, not an error
+            return {"items": [], "next_cursor": None}  # an empty range, not an error
         records, position = self._listing.query(
             user_id, where, query.limit, start, self._settings.list_read_budget
         )
-        return ImageList(
-            items=[record.public() for record in records],
-            next_cursor=self._cursors.encode(user_id, where, position) if position else None,
-        )
+        cursor = self._cursors.encode(user_id, where, position) if position else None
+        return {"items": self.public(records), "next_cursor": cursor}
 
     def delete(self, user_id: str, image_id: str) -> None:
         """Hide, then remove bytes, then remove the record (giving its quota back): a

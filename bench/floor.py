@@ -13,6 +13,8 @@ from botocore.config import Config
 from fastapi import FastAPI
 from mangum import Mangum
 
+from app.storage.table import NEW_ID_ONLY, WITHIN_QUOTA
+
 IMAGE = {
     "id": "0123456789abcdef0123456789abcdef",
     "filename": "photo.png",
@@ -26,6 +28,13 @@ IMAGE = {
     "uploaded_at": "2026-01-01T00:00:01.000000Z",
     "width": 32,
     "height": 24,
+    "placeholder": None,
+    "variants": {
+        name: {"status": "pending", "width": None, "height": None, "bytes": None, "reason": None}
+        for name in ("thumb", "preview")
+    },
+    "thumb_url": None,
+    "preview_url": None,
 }
 
 
@@ -37,8 +46,9 @@ def floor_app(endpoint: str | None = None, table: str = "images") -> FastAPI:
     app.state.s3 = session.client("s3", endpoint_url=endpoint, config=config)
     app.state.dynamodb = ddb = session.client("dynamodb", endpoint_url=endpoint, config=config)
 
+    # async: it blocks on nothing, so the cheapest route FastAPI and Mangum can serve.
     @app.get("/image")
-    def image() -> dict[str, Any]:
+    async def image() -> dict[str, Any]:
         return IMAGE
 
     @app.get("/get")
@@ -48,14 +58,15 @@ def floor_app(endpoint: str | None = None, table: str = "images") -> FastAPI:
 
     @app.post("/put")
     def put() -> dict[str, Any]:
-        # The service's create is one transaction of this shape: the record, a quota
-        # check, an upload counter. Same call, same cost on the emulator.
+        # The service's create is one transaction of this shape: the record, and the
+        # owner's usage reserved under the quota condition. Same call, same expressions,
+        # same cost on the emulator (whose expression parser is most of it).
         ddb.transact_write_items(
             TransactItems=[
                 {
                     "Put": {
                         "TableName": table,
-                        "ConditionExpression": "attribute_not_exists(image_id)",
+                        "ConditionExpression": NEW_ID_ONLY,
                         "Item": {
                             "image_id": {"S": uuid.uuid4().hex},
                             "user_id": {"S": "floor"},
@@ -64,18 +75,23 @@ def floor_app(endpoint: str | None = None, table: str = "images") -> FastAPI:
                     }
                 },
                 {
-                    "ConditionCheck": {
-                        "TableName": table,
-                        "Key": {"image_id": {"S": "usage#floor"}},
-                        "ConditionExpression": "attribute_not_exists(images)",
-                    }
-                },
-                {
                     "Update": {
                         "TableName": table,
-                        "Key": {"image_id": {"S": "uploads#floor"}},
-                        "UpdateExpression": "ADD started :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        "Key": {"image_id": {"S": "usage#floor"}},
+                        "ConditionExpression": WITHIN_QUOTA,
+                        "UpdateExpression": (
+                            "ADD images :one, bytes :size, pending :one, "
+                            "pending_bytes :size, version :one SET changed_at = :now"
+                        ),
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":size": {"N": "10"},
+                            ":now": {"N": "0"},
+                            ":max_images": {"N": str(10**9)},
+                            ":room": {"N": str(10**15)},
+                            ":max_pending": {"N": str(10**9)},
+                            ":pending_room": {"N": str(10**15)},
+                        },
                     }
                 },
             ]

@@ -46,9 +46,28 @@ def _png(width: int, height: int) -> bytes:
 PNG = _png(4, 3)
 
 
-def _item(status: str = "ready", user: str = "bench") -> dict[str, Any]:
+PAGE = 24  # a gallery page
+
+
+def _variants() -> dict[str, Any]:
+    def made(width: int, height: int, size: int) -> dict[str, Any]:
+        return {
+            "M": {
+                "status": {"S": "ready"},
+                "width": {"N": str(width)},
+                "height": {"N": str(height)},
+                "bytes": {"N": str(size)},
+            }
+        }
+
+    return {"M": {"thumb": made(320, 240, 2588), "preview": made(1600, 1200, 41028)}}
+
+
+def _item(
+    status: str = "ready", user: str = "bench", image_id: str = IMAGE_ID, made: bool = False
+) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "image_id": {"S": IMAGE_ID},
+        "image_id": {"S": image_id},
         "user_id": {"S": user},
         "created_at": {"S": "2026-01-01T00:00:00.000000Z"},
         "filename": {"S": "p.png"},
@@ -63,7 +82,15 @@ def _item(status: str = "ready", user: str = "bench") -> dict[str, Any]:
             "width": {"N": "4"},
             "height": {"N": "3"},
         }
+    if made:
+        item |= {"variants": _variants(), "placeholder": {"S": "LuLV5+s={,bHbMedi_cA-EjEtdkR"}}
     return item
+
+
+def _page(made: bool) -> dict[str, Any]:
+    """A full page and one more item (which tells the service there is a next page)."""
+    items = [_item(image_id=f"{n:032x}", made=made) for n in range(PAGE + 1)]
+    return {"Items": items, "Count": PAGE + 1, "ScannedCount": PAGE + 1}
 
 
 def _stubs(stub_s3: Stubber, stub_ddb: Stubber, name: str) -> None:
@@ -73,10 +100,12 @@ def _stubs(stub_s3: Stubber, stub_ddb: Stubber, name: str) -> None:
     elif name == "create":
         stub_ddb.add_response("transact_write_items", {})
     elif name == "list":
-        stub_ddb.add_response("query", {"Items": [_item()] * 20, "Count": 20, "ScannedCount": 20})
+        stub_ddb.add_response("query", _page(made=False))
+    elif name == "list-thumbs":
+        stub_ddb.add_response("query", _page(made=True))
     elif name == "delete":
         stub_ddb.add_response("update_item", {"Attributes": _item()})
-        stub_s3.add_response("delete_object", {})
+        stub_s3.add_response("delete_objects", {})
         stub_ddb.add_response("transact_write_items", {})
     elif name == "confirm":
         stub_ddb.add_response("get_item", {"Item": _item("pending")})
@@ -103,7 +132,8 @@ def _requests(token: str) -> dict[str, tuple[dict[str, Any], int]]:
         ),
         "get": (event("GET", f"/images/{IMAGE_ID}", auth), 200),
         "download": (event("GET", f"/images/{IMAGE_ID}/download", auth), 200),
-        "list": (event("GET", "/images", auth), 200),
+        "list": (event("GET", "/images", auth, query=f"limit={PAGE}"), 200),
+        "list-thumbs": (event("GET", "/images", auth, query=f"limit={PAGE}"), 200),
         "confirm": (event("POST", f"/images/{IMAGE_ID}/confirm", auth), 200),
         "delete": (event("DELETE", f"/images/{IMAGE_ID}", auth), 204),
     }
@@ -115,8 +145,21 @@ ENDPOINT_WORK = {
     "get": ["get_item"],
     "download": ["get_item", "presign"],
     "list": ["query"],
+    # The same page, each image with its thumb and preview URLs (48, signed together).
+    "list-thumbs": ["query", "variant_urls_48"],
     "confirm": ["get_item", "get_object", "put_object_tagging", "transact_write_items"],
-    "delete": ["update_item", "delete_object", "transact_write_items"],
+    "delete": ["update_item", "delete_objects", "transact_write_items"],
+}
+
+
+AWS_CALLS = {
+    "get_item",
+    "query",
+    "update_item",
+    "transact_write_items",
+    "delete_objects",
+    "put_object_tagging",
+    "get_object",
 }
 
 
@@ -169,7 +212,14 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
             ),
             {},
         ),
-        "delete_object": (stub_s3, lambda: s3.delete_object(Bucket="images", Key="k"), {}),
+        "delete_objects": (
+            stub_s3,
+            lambda: s3.delete_objects(
+                Bucket="images",
+                Delete={"Objects": [{"Key": "a"}, {"Key": "b"}, {"Key": "c"}], "Quiet": True},
+            ),
+            {},
+        ),
         "put_object_tagging": (
             stub_s3,
             lambda: s3.put_object_tagging(
@@ -205,6 +255,14 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
         )
         presign_samples.append(time.perf_counter() - started)
     costs["presign"] = statistics.median(presign_samples) * 1000
+    pairs = [(f"{n:032x}", name) for n in range(PAGE) for name in ("thumb", "preview")]
+    objects = app.state.storage.objects
+    signing_samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        objects.variant_urls(pairs, 300)
+        signing_samples.append(time.perf_counter() - started)
+    costs["variant_urls_48"] = statistics.median(signing_samples) * 1000
     return costs
 
 
@@ -266,7 +324,7 @@ def run(n: int = 2000) -> dict[str, Any]:
             aws = sum(costs[op] for op in ENDPOINT_WORK[name])
             results["endpoints"][name] = {
                 **measured,
-                "aws_calls": len([op for op in ENDPOINT_WORK[name] if op != "presign"]),
+                "aws_calls": len([op for op in ENDPOINT_WORK[name] if op in AWS_CALLS]),
                 "p50_over_bare_ms": p50_over,
                 "p99_over_bare_ms": measured["p99_ms"] - bare["p99_ms"],
                 "client_side_ms": aws,

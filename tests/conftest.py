@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from botocore.client import BaseClient
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from moto import mock_aws
@@ -65,6 +67,21 @@ def settings() -> Settings:
 def aws() -> Iterator[None]:
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real DynamoDB and S3 apply each request atomically; moto's in-process backends are
+    not thread-safe. One lock per AWS call gives moto that property and nothing more:
+    the service's multi-step flows still interleave freely between calls."""
+    lock = threading.Lock()
+    real = BaseClient._make_api_call
+
+    def atomic(self: BaseClient, operation: str, params: Any) -> Any:
+        with lock:
+            return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", atomic)
 
 
 class Clock:
@@ -258,6 +275,7 @@ def service_env(aws_endpoint: str) -> dict[str, str]:
         "IMAGES_JWT_SECRET": SECRET,
         "IMAGES_BUCKET": f"images-test-{suffix}",
         "IMAGES_TABLE": f"images-test-{suffix}",
+        "IMAGES_QUEUE": f"uploads-test-{suffix}",
     }
     subprocess.run(
         [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
@@ -294,17 +312,19 @@ def enforcing_s3() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def strict_env(enforcing_s3: str, aws_endpoint: str) -> dict[str, str]:
-    """The service's environment: S3 on LocalStack, DynamoDB on the embedded emulator
-    (LocalStack's DynamoDB needs a Java download)."""
+    """The service's environment: S3 and SQS on LocalStack (real bucket notifications),
+    DynamoDB on the embedded emulator (LocalStack's DynamoDB needs a Java download)."""
     suffix = uuid.uuid4().hex[:8]
     env = {
         **BASE_ENV,
         **LOCALSTACK_CREDENTIALS,
         "AWS_ENDPOINT_URL_S3": enforcing_s3,
+        "AWS_ENDPOINT_URL_SQS": enforcing_s3,
         "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
         "IMAGES_JWT_SECRET": SECRET,
         "IMAGES_BUCKET": f"strict-{suffix}",
         "IMAGES_TABLE": f"strict-{suffix}",
+        "IMAGES_QUEUE": f"strict-{suffix}",
     }
     subprocess.run(
         [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True

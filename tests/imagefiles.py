@@ -1,10 +1,23 @@
 """Real image bytes for tests, made with Pillow (a dev dependency only)."""
 
 import io
+import struct
+import zlib
 
+import pillow_heif
 from PIL import Image
 
-FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
+pillow_heif.register_heif_opener()  # HEIC/HEIF; Pillow itself reads and writes AVIF
+
+FORMATS = {
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+    "image/heic": "HEIF",
+    "image/heif": "HEIF",
+    "image/avif": "AVIF",
+}
 
 
 def make_image(
@@ -17,3 +30,57 @@ def make_image(
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, FORMATS[content_type], **save_options)
     return buffer.getvalue()
+
+
+def undecodable_png(width: int = 40, height: int = 30) -> bytes:
+    """A PNG whose every header check passes (signature, IHDR, chunk CRCs, the zlib
+    header) but whose pixel data is not a deflate stream: only decoding finds out."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    garbage = b"\x78\x9c" + bytes(range(256)) * 4  # a zlib header, then no valid deflate
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", garbage) + chunk(b"IEND", b"")
+    )
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, body: bytes, version: int = 0, flags: int = 0) -> bytes:
+    return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+
+def isobmff(
+    brand: bytes = b"heic",
+    compatible: bytes = b"mif1",
+    width: int | None = 64,
+    height: int = 48,
+    quarter_turns: int = 0,
+    crop: tuple[int, int] | None = None,
+) -> bytes:
+    """A minimal HEIF/AVIF header, box by box: ftyp, then meta with the primary item's
+    properties (ispe; clap and irot if asked), then an empty mdat."""
+    properties = []
+    if width is not None:
+        properties.append(_full_box(b"ispe", struct.pack(">II", width, height)))
+    if crop is not None:
+        properties.append(
+            _box(b"clap", struct.pack(">IIIIiIiI", crop[0], 1, crop[1], 1, 0, 1, 0, 1))
+        )
+    if quarter_turns:
+        properties.append(_box(b"irot", bytes([quarter_turns])))
+    associations = bytes([len(properties)]) + bytes(0x80 | i for i in range(1, len(properties) + 1))
+    ipma = _full_box(b"ipma", struct.pack(">IH", 1, 1) + associations)
+    meta = _full_box(
+        b"meta",
+        _full_box(b"hdlr", bytes(4) + b"pict" + bytes(12) + b"\0")
+        + _full_box(b"pitm", struct.pack(">H", 1))
+        + _box(b"iprp", _box(b"ipco", b"".join(properties)) + ipma),
+    )
+    ftyp = _box(b"ftyp", brand + bytes(4) + compatible + brand)
+    return ftyp + meta + _box(b"mdat", b"")

@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 EVENTS = Path(__file__).parent / "events"
 V2 = json.loads((EVENTS / "apigw-http-api-v2.json").read_text())
@@ -111,3 +111,57 @@ def response_json(response: dict[str, Any]) -> Any:
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body)
     return json.loads(body)
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """What Lambda's SQS event source mapping sends for a batch of received messages
+    (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html)."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1545082649183",
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": "1545082649185",
+                },
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+def s3_created_event(bucket: str, key: str, size: int) -> str:
+    """The body S3 sends a queue when an object is created (an S3 event notification,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html);
+    keys are URL-encoded, spaces as '+'."""
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "us-east-1",
+                    "eventTime": "2026-11-22T12:00:00.000Z",
+                    "eventName": "ObjectCreated:Put",
+                    "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+                    "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                    "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810"},
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "configurationId": "uploads-to-worker",
+                        "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                        "object": {"key": quote_plus(key, safe="/"), "size": size},
+                    },
+                }
+            ]
+        }
+    )

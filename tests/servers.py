@@ -5,14 +5,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx2 as httpx
 
 from app.local import free_port
+
+T = TypeVar("T")
 
 # What every child process gets: enough to run Python, never the developer's AWS setup.
 BASE_ENV = {
@@ -46,8 +48,24 @@ class Server:
         raise TimeoutError(f"{text!r} not printed within {timeout} s:\n{self.output()}")
 
 
-def wait_until_up(url: str, server: Server, timeout: float) -> None:
+def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30) -> T:
+    """Read until `done` says so (what a client polling for a result does)."""
     deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def wait_until_up(url: str | None, server: Server, timeout: float) -> None:
+    """Until `url` answers (None: a server with no HTTP face, which only has to start)."""
+    deadline = time.monotonic() + timeout
+    if url is None:
+        time.sleep(0.5)
+        if server.process.poll() is not None:
+            raise RuntimeError(f"exited with {server.process.returncode}:\n{server.output()}")
+        return
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(
@@ -64,7 +82,7 @@ def wait_until_up(url: str, server: Server, timeout: float) -> None:
 
 @contextmanager
 def running(
-    argv: Sequence[str], env: dict[str, str], ready_url: str, timeout: float = 30
+    argv: Sequence[str], env: dict[str, str], ready_url: str | None, timeout: float = 30
 ) -> Iterator[Server]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT)

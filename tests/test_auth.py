@@ -168,3 +168,17 @@ def test_short_secret_is_refused_without_echoing_it() -> None:
         Settings(jwt_secret="too-short-secret")
 
     assert "too-short-secret" not in str(error.value)
+
+
+def test_token_verified_before_is_refused_once_expired(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = bearer(settings, "alice", ttl=60)
+    first = client.get("/images", headers=headers)  # verified, and remembered
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    again = client.get("/images", headers=headers)
+
+    assert first.status_code == 200
+    assert again.status_code == 401

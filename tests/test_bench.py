@@ -36,9 +36,12 @@ def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -
         "Throughput",
         "List cost at scale",
         "Presigning",
+        "Worker",
+        "A page with thumbs",
+        "End to end under `make run`",
     ):
         assert f"{section}" in text
-    for plot in ("bench-warm.png", "bench-scale.png", "bench-throughput.png"):
+    for plot in ("bench-warm.png", "bench-scale.png", "bench-throughput.png", "bench-worker.png"):
         assert (out / plot).read_bytes().startswith(b"\x89PNG")
 
 
@@ -67,6 +70,7 @@ def test_bench_measures_every_endpoint_and_scenario(
         "get",
         "download",
         "list",
+        "list-thumbs",
         "confirm",
         "delete",
     }
@@ -74,3 +78,26 @@ def test_bench_measures_every_endpoint_and_scenario(
     assert set(scenarios) == {"create-upload", "download-url", "list"}
     assert all(row["service_rps"] > 0 and row["floor_rps"] > 0 for row in scenarios.values())
     assert results["cold_start"]["ratio"] > 0  # type: ignore[index]
+
+
+def test_bench_worker_measures_every_image_against_the_floor(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    _, results = report
+
+    images = results["worker"]["images"]  # type: ignore[index]
+    assert set(images) == {"12 MP JPEG", "40 MP JPEG", "large PNG (12 MP RGBA)", "12 MP HEIC"}
+    assert all(row["ratio"] > 0 and row["service"]["peak_mb"] > 0 for row in images.values())
+    assert images["12 MP HEIC"]["vips"] is None  # no HEVC decoder in pyvips-binary
+    assert images["12 MP JPEG"]["vips"]["ms"] > 0
+
+
+def test_bench_end_to_end_makes_thumbs_and_takes_a_batch_without_5xx(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    _, results = report
+
+    e2e = results["e2e"]  # type: ignore[index]
+    assert e2e["thumb_p50_s"] > 0
+    assert e2e["batch"]["server_errors"] == 0
+    assert e2e["batch"]["ready"] == e2e["batch"]["uploads"]

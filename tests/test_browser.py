@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import blurhash
 import httpx2 as httpx
 import pytest
 
@@ -14,6 +15,7 @@ from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
 from tests.conftest import MakeRun
 from tests.imagefiles import make_image
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.http
 
@@ -69,6 +71,8 @@ def _images(directory: Path) -> list[Path]:
 
 
 def _thumbnails_loaded(page: Page) -> Any:
+    """Polled from here: Playwright's wait_for_function evaluates strings in the page,
+    which the gallery's Content-Security-Policy (rightly) forbids."""
     return page.evaluate(
         "[...document.querySelectorAll('#grid img')].map(i => i.complete && i.naturalWidth)"
     )
@@ -87,10 +91,11 @@ def test_gallery_upload_filter_open_delete(site: str, page: Page, tmp_path: Path
     expect(page.locator("#uploads li.failed")).to_have_count(1)
     expect(page.locator("#uploads li.failed .state")).to_contain_text("content_type")
     expect(page.locator("#grid li")).to_have_count(before + 2)
-    page.wait_for_function(
-        "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+    loaded = wait_for(
+        lambda: _thumbnails_loaded(page),
+        lambda widths: bool(widths) and all(width and width > 0 for width in widths),
     )
-    assert all(width and width > 0 for width in _thumbnails_loaded(page))
+    assert all(width and width > 0 for width in loaded)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
 
@@ -164,3 +169,109 @@ def test_gallery_scrolls_through_pages(site: str, page: Page) -> None:
     expect(page.locator("#grid li")).to_have_count(30)
     expect(page.locator("#grid li span").first).to_have_text("p29.png")
     expect(page.locator("#grid li span").last).to_have_text("p0.png")
+
+
+def _signed_in(page: Page, site: str, user: str) -> str:
+    """Sign `user` in (tokens signed with `make run`'s development secret); their token."""
+    token = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), user, 600)
+    page.goto(site + "/")
+    page.fill("#token", token)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#app")).to_be_visible()
+    return token
+
+
+def _direct(site: str, token: str, name: str, **size: int) -> dict[str, Any]:
+    created = httpx.post(
+        f"{site}/images/direct",
+        headers={"Authorization": f"Bearer {token}"},
+        files={"file": (name, make_image("image/png", **size), "image/png")},
+    )
+    assert created.status_code == 201
+    image: dict[str, Any] = created.json()
+    return image
+
+
+def _processed(site: str, token: str, image_id: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: httpx.get(
+            f"{site}/images/{image_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json(),
+        lambda image: image["variants"]["thumb"]["status"] == "ready",
+    )
+
+
+def test_grid_shows_thumbs_from_the_list_with_no_call_per_tile(site: str, page: Page) -> None:
+    token = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "thumbs", 600)
+    images = [_direct(site, token, f"t{n}.png", width=600, height=400) for n in range(3)]
+    for image in images:
+        _processed(site, token, image["id"])
+    api_calls: list[str] = []
+    page.on(
+        "request",
+        lambda request: api_calls.append(request.url) if "/images" in request.url else None,
+    )
+
+    _signed_in(page, site, "thumbs")
+    loaded = wait_for(lambda: _thumbnails_loaded(page), lambda widths: widths == [320] * 3)
+    sources = page.evaluate("[...document.querySelectorAll('#grid img')].map(i => i.src)")
+
+    assert loaded == [320] * 3  # the thumbs, not the 600-pixel originals
+    assert all("/variants/" in src and src.split("?")[0].endswith("/thumb.webp") for src in sources)
+    assert [url for url in api_calls if "/download" in url] == []
+
+
+def test_placeholder_decodes_as_the_reference_implementation(site: str, page: Page) -> None:
+    page.goto(site + "/")
+    hash_ = "LuLV5+s={,bHbMedi_cA-EjEtdkR"  # what the worker made of a 12 MP photo
+
+    decoded = page.evaluate(f"Array.from(blurhashPixels('{hash_}', 4, 3))")
+
+    reference = blurhash.decode(hash_, 4, 3)
+    expected = [channel for row in reference for pixel in row for channel in (*pixel, 255)]
+    assert len(decoded) == len(expected)
+    assert all(abs(a - b) <= 1 for a, b in zip(decoded, expected, strict=True))
+
+
+def test_tile_still_processing_paints_its_placeholder_and_updates_when_ready(
+    site: str, page: Page
+) -> None:
+    token = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "processing", 600)
+    ready = _processed(site, token, _direct(site, token, "p.png", width=300, height=200)["id"])
+
+    def as_if_processing(route: Any) -> None:
+        """The list answers as it did before the worker got to the image."""
+        page_of_images = route.fetch().json()
+        for item in page_of_images["items"]:
+            item["variants"]["thumb"]["status"] = "pending"
+            item["thumb_url"] = None
+        route.fulfill(json=page_of_images)
+
+    page.route("**/images?limit=*", as_if_processing)
+    _signed_in(page, site, "processing")
+    tile = page.locator("#grid li").first
+    expect(tile).to_have_class(re.compile("processing"))
+    background = page.evaluate("document.querySelector('#grid img').style.backgroundImage")
+
+    expect(tile).not_to_have_class(re.compile("processing"))  # its GET found it ready
+    assert background.startswith('url("data:image/png')
+    assert page.evaluate("document.querySelector('#grid img').src") == ready["thumb_url"]
+
+
+def test_detail_shows_the_preview_and_links_the_original(site: str, page: Page) -> None:
+    token = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "detail", 600)
+    _processed(site, token, _direct(site, token, "d.png", width=2000, height=1000)["id"])
+
+    _signed_in(page, site, "detail")
+    page.locator("#grid button").first.click()
+
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-image")).to_have_attribute("src", re.compile(r"/preview\.webp\?"))
+    expect(page.locator("#detail-download")).to_have_attribute(
+        "href", re.compile(r"/images/[0-9a-f]{32}\?")
+    )
+    width = wait_for(
+        lambda: page.evaluate("document.getElementById('detail-image').naturalWidth"),
+        lambda natural: natural == 1600,
+    )
+    assert width == 1600  # the preview, not the 2000-pixel original

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx2 as httpx
 import pytest
+from PIL import Image
 
 from app.auth import issue_token
 from app.config import Settings
 from tests.conftest import SECRET
 from tests.imagefiles import make_image
+from tests.servers import running, wait_for
 
 pytestmark = pytest.mark.http
 
@@ -133,7 +136,7 @@ def test_upload_failure_is_reported_and_exits_1(cli: Cli, tmp_path: Path) -> Non
 
     assert result.returncode == 1
     assert "not a valid image/png image" in result.stderr
-    assert "notes.txt: not a JPEG, PNG, GIF or WebP" in result.stderr
+    assert "notes.txt: not a JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF" in result.stderr
     assert "1 uploaded, 2 failed" in result.stdout
 
 
@@ -143,9 +146,12 @@ def test_ls_table_has_a_header_and_a_row(cli: Cli, tmp_path: Path) -> None:
     result = cli("ls")
 
     header, row = result.stdout.splitlines()[:2]
-    assert header.split() == ["ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "NAME", "TAGS"]
+    assert header.split() == [
+        "ID", "CREATED", "SIZE", "DIMENSIONS", "TYPE", "VARIANTS", "NAME", "TAGS"
+    ]  # fmt: skip
     assert "3x4" in row
     assert "t.png" in row
+    assert " pending " in row  # no worker runs in this tier: variants are not made
 
 
 def test_get_refuses_to_overwrite(cli: Cli, tmp_path: Path) -> None:
@@ -194,3 +200,32 @@ def test_upload_of_a_1000_photo_album_ends_all_ready_with_defaults(
     assert {image["status"] for image in report["uploaded"]} == {"ready"}
     listed = cli.json("ls", "--all", "--limit", "100")
     assert len(listed) == 1000
+
+
+def test_get_a_variant_once_the_worker_made_it(
+    cli: Cli, tmp_path: Path, service_env: dict[str, str]
+) -> None:
+    # Other tests' uploads (a 1,000-photo album) need no variants: start from an empty queue.
+    sqs = boto3.client("sqs", endpoint_url=service_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=service_env["IMAGES_QUEUE"])["QueueUrl"])
+    sqs.close()
+    with running([sys.executable, "-m", "app", "worker"], service_env, None):
+        image = cli.json(
+            "upload", str(_file(tmp_path, "v.png", "image/png", width=800, height=500))
+        )["uploaded"][0]
+        listed = wait_for(
+            lambda: cli.json("ls", "--limit", "100"),
+            lambda images: any(
+                i["id"] == image["id"] and i["variants"]["thumb"]["status"] == "ready"
+                for i in images
+            ),
+        )
+        table = cli("ls", "--limit", "100").stdout
+    got = cli.json("get", image["id"], "--variant", "thumb")
+
+    assert any(i["id"] == image["id"] for i in listed)
+    assert f"{image['id']}" in table
+    assert next(line for line in table.splitlines() if image["id"] in line).split()[6] == "ready"
+    assert got["path"] == "v.thumb.webp"
+    with Image.open(tmp_path / "v.thumb.webp") as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (320, 200))

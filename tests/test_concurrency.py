@@ -5,7 +5,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.client import BaseClient
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -16,18 +15,8 @@ from tests.stores import usage
 
 
 @pytest.fixture(autouse=True)
-def _atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real DynamoDB and S3 apply each request atomically; moto's in-process backends are
-    not thread-safe. One lock per AWS call gives moto that property and nothing more:
-    the service's multi-step flows still interleave freely between calls."""
-    lock = threading.Lock()
-    real = BaseClient._make_api_call
-
-    def atomic(self: BaseClient, operation: str, params: Any) -> Any:
-        with lock:
-            return real(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", atomic)
+def _atomic(atomic_aws: None) -> None:
+    """Every test here races requests."""
 
 
 def _together(*calls: Callable[[], Any]) -> list[Any]:

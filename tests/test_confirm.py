@@ -8,13 +8,13 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.storage.clients import AwsClients
 from tests.conftest import Uploader
-from tests.imagefiles import make_image
+from tests.imagefiles import FORMATS, make_image
 from tests.stores import has_object
 
 PutBytes = Callable[[str, bytes, str], None]
 
 
-@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/gif", "image/webp"])
+@pytest.mark.parametrize("content_type", list(FORMATS))
 def test_confirm_makes_image_ready_with_dimensions(
     client: TestClient,
     alice: dict[str, str],

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.main import create_app
 from app.storage.clients import AwsClients
 from tests.conftest import SECRET, new_image
+from tests.imagefiles import FORMATS
 
 
 def _post(client: TestClient, headers: dict[str, str], **changes: Any) -> Any:
@@ -37,8 +38,17 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
         "uploaded_at",
         "width",
         "height",
+        "placeholder",
+        "variants",
+        "thumb_url",
+        "preview_url",
     }
     assert image["status"] == "pending"
+    assert (image["placeholder"], image["thumb_url"], image["preview_url"]) == (None, None, None)
+    assert {name: v["status"] for name, v in image["variants"].items()} == {
+        "thumb": "pending",
+        "preview": "pending",
+    }
     assert image["tags"] == ["sea", "sun"]
     assert (image["uploaded_at"], image["width"], image["height"]) == (None, None, None)
     assert upload["method"] == "PUT"
@@ -115,7 +125,7 @@ def test_create_ids_are_unique(client: TestClient, alice: dict[str, str]) -> Non
     assert len(ids) == 20
 
 
-@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/gif", "image/webp"])
+@pytest.mark.parametrize("content_type", list(FORMATS))
 def test_create_accepts_each_image_type(
     client: TestClient, alice: dict[str, str], content_type: str
 ) -> None:

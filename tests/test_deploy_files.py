@@ -15,8 +15,11 @@ import httpx2 as httpx
 import pytest
 import yaml
 
+from app.auth import issue_token
+from app.config import Settings
 from app.local import free_port
-from tests.servers import BASE_ENV, running
+from tests.imagefiles import make_image
+from tests.servers import BASE_ENV, running, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,20 +84,31 @@ def test_lambda_dockerfile_uses_lambda_base_and_handler() -> None:
     assert all("[" not in run for run in docker["RUN"] if "pip install" in run)
 
 
-def test_compose_runs_localstack_with_s3_dynamodb_and_a_healthcheck() -> None:
+def test_compose_runs_localstack_with_s3_dynamodb_sqs_and_a_healthcheck() -> None:
     localstack = _compose()["services"]["localstack"]
 
     assert localstack["image"].startswith("localstack/localstack:")
-    assert set(localstack["environment"]["SERVICES"].split(",")) == {"s3", "dynamodb"}
-    assert "4566:4566" in localstack["ports"]
+    assert set(localstack["environment"]["SERVICES"].split(",")) == {"s3", "dynamodb", "sqs"}
+    assert localstack["ports"] == ["127.0.0.1:4566:4566"]
     assert "_localstack/health" in " ".join(localstack["healthcheck"]["test"])
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    """A known development secret and an unauthenticated LocalStack: never on every
+    interface by default."""
+    published = [
+        port for service in _compose()["services"].values() for port in service.get("ports", [])
+    ]
+
+    assert published
+    assert all(port.startswith("127.0.0.1:") for port in published)
 
 
 def test_compose_service_waits_for_localstack_and_names_endpoints() -> None:
     service = _compose()["services"]["image-service"]
 
     assert service["build"]["dockerfile"] == "Dockerfile"
-    assert "8080:8080" in service["ports"]
+    assert service["ports"] == ["127.0.0.1:8080:8080"]
     assert service["depends_on"] == {"localstack": {"condition": "service_healthy"}}
     assert service["environment"]["AWS_ENDPOINT_URL"] == "http://localstack:4566"
     assert service["environment"]["IMAGES_S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:4566"
@@ -110,6 +124,17 @@ def test_compose_command_creates_resources_then_runs_the_image_command() -> None
     assert shlex.split(then) == image_command
 
 
+def test_compose_worker_is_the_same_image_running_the_worker() -> None:
+    services = _compose()["services"]
+    worker, service = services["worker"], services["image-service"]
+
+    assert worker["build"] == service["build"]
+    assert worker["environment"] == service["environment"]
+    assert worker["command"] == ["python", "-m", "app", "worker"]
+    assert worker["depends_on"] == {"localstack": {"condition": "service_healthy"}}
+    assert "ports" not in worker
+
+
 def _compose_env(endpoint: str, suffix: str) -> dict[str, str]:
     env = {k: str(v) for k, v in _compose()["services"]["image-service"]["environment"].items()}
     env["IMAGES_JWT_SECRET"] = re.sub(r"\$\{[^:]+:-(.*)\}", r"\1", env["IMAGES_JWT_SECRET"])
@@ -119,6 +144,7 @@ def _compose_env(endpoint: str, suffix: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL": endpoint,
         "IMAGES_BUCKET": f"c-{suffix}",
         "IMAGES_TABLE": f"c-{suffix}",
+        "IMAGES_QUEUE": f"c-{suffix}",
     }
 
 
@@ -168,3 +194,39 @@ def test_create_resource_script_is_idempotent_against_an_endpoint(aws_endpoint: 
     )
     s3.close()
     ddb.close()
+
+
+@pytest.mark.http
+def test_compose_worker_command_makes_variants_on_the_host(aws_endpoint: str) -> None:
+    """The compose file's service and worker commands, run here side by side against an
+    emulator with the bucket's notifications: an upload gets its thumb."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {**_compose_env(aws_endpoint, suffix), "IMAGES_S3_PUBLIC_ENDPOINT_URL": aws_endpoint}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    port = free_port()
+    services = _compose()["services"]
+    script = services["image-service"]["command"][2].replace("--port 8080", f"--port {port}")
+    program, *arguments = services["worker"]["command"]
+    base = f"http://127.0.0.1:{port}"
+    token = issue_token(Settings(jwt_secret=env["IMAGES_JWT_SECRET"]), "compose", 600)
+    headers = {"Authorization": f"Bearer {token}"}
+    data = make_image("image/png", width=500, height=250)
+
+    with (
+        running(["sh", "-c", script], env, f"{base}/health"),
+        running([sys.executable if program == "python" else program, *arguments], env, None),
+    ):
+        created = httpx.post(
+            f"{base}/images",
+            headers=headers,
+            json={"filename": "c.png", "content_type": "image/png", "size": len(data)},
+        ).json()
+        httpx.put(created["upload"]["url"], headers=created["upload"]["headers"], content=data)
+        image = wait_for(
+            lambda: httpx.get(f"{base}/images/{created['image']['id']}", headers=headers).json(),
+            lambda got: got["variants"]["thumb"]["status"] != "pending",
+        )
+
+    assert image["status"] == "ready"  # confirmed by the worker: nobody called confirm
+    assert (image["variants"]["thumb"]["width"], image["variants"]["thumb"]["height"]) == (320, 160)
+    assert httpx.get(image["thumb_url"]).status_code == 200

@@ -30,7 +30,7 @@ CONFIRM_STEPS = [
 CONFIRM_SUCCEEDS_DESPITE = {("s3", "put_object_tagging")}
 DELETE_STEPS = [
     ("dynamodb", "update_item"),
-    ("s3", "delete_object"),
+    ("s3", "delete_objects"),
     ("dynamodb", "transact_write_items"),
 ]
 

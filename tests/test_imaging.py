@@ -4,7 +4,7 @@ import pytest
 
 from app.errors import InvalidImage
 from app.imaging import Dimensions, inspect_image
-from tests.imagefiles import FORMATS, make_image
+from tests.imagefiles import FORMATS, isobmff, make_image
 
 TYPES = list(FORMATS)
 
@@ -37,7 +37,18 @@ def test_inspect_reads_progressive_jpeg() -> None:
     assert inspect_image(data, "image/jpeg", len(data)) == Dimensions(50, 60)
 
 
-@pytest.mark.parametrize(("declared", "actual"), [(d, a) for d in TYPES for a in TYPES if d != a])
+# image/heif names the family: it takes HEIC and AVIF bytes, and HEIC bytes are HEIF.
+SAME_FAMILY = {
+    ("image/heif", "image/heic"),
+    ("image/heic", "image/heif"),
+    ("image/heif", "image/avif"),
+}
+
+
+@pytest.mark.parametrize(
+    ("declared", "actual"),
+    [(d, a) for d in TYPES for a in TYPES if d != a and (d, a) not in SAME_FAMILY],
+)
 def test_inspect_refuses_other_format(declared: str, actual: str) -> None:
     data = make_image(actual)
 
@@ -50,6 +61,9 @@ MAGIC = {
     "image/jpeg": b"\xff\xd8\xff",
     "image/gif": b"GIF89a",
     "image/webp": b"RIFF\x00\x01\x00\x00WEBP",
+    "image/heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+    "image/heif": b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic",
+    "image/avif": b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif",
 }
 TAILS = {
     "zeros": b"\0" * 4096,
@@ -93,3 +107,48 @@ def test_inspect_refuses_webp_whose_riff_size_lies() -> None:
 def test_inspect_refuses_empty_object() -> None:
     with pytest.raises(InvalidImage):
         inspect_image(b"", "image/png", 0)
+
+
+def test_inspect_reads_heic_dimensions_after_the_clean_aperture() -> None:
+    """Encoders pad HEVC to whole coding blocks: 37x21 is stored as 64x64 plus a crop."""
+    data = make_image("image/heic", width=37, height=21)
+
+    assert inspect_image(data, "image/heic", len(data)) == Dimensions(37, 21)
+
+
+@pytest.mark.parametrize(("turns", "expected"), [(0, (64, 48)), (1, (48, 64)), (2, (64, 48))])
+def test_inspect_turns_heif_dimensions_by_irot(turns: int, expected: tuple[int, int]) -> None:
+    data = isobmff(quarter_turns=turns)
+
+    assert inspect_image(data, "image/heic", len(data)) == Dimensions(*expected)
+
+
+def test_inspect_crops_before_turning() -> None:
+    data = isobmff(width=64, height=48, crop=(50, 40), quarter_turns=3)
+
+    assert inspect_image(data, "image/heic", len(data)) == Dimensions(40, 50)
+
+
+@pytest.mark.parametrize(
+    ("declared", "brand"),
+    [("image/heic", b"avif"), ("image/avif", b"heic"), ("image/heif", b"isom")],
+)
+def test_inspect_refuses_heif_of_another_brand(declared: str, brand: bytes) -> None:
+    data = isobmff(brand=brand, compatible=brand)
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data, declared, len(data))
+
+
+def test_inspect_refuses_heif_without_image_size() -> None:
+    data = isobmff(width=None)
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data, "image/heic", len(data))
+
+
+def test_inspect_refuses_heif_whose_meta_lies_beyond_the_prefix() -> None:
+    data = isobmff()
+
+    with pytest.raises(InvalidImage):
+        inspect_image(data[:40], "image/heic", len(data))

@@ -3,6 +3,7 @@
 import base64
 import importlib
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,10 @@ from tests.lambda_events import (
     http_api_event,
     response_json,
     rest_api_event,
+    sqs_event,
 )
+from tests.lambda_runtime import ROOT
+from tests.servers import BASE_ENV
 
 Loader = Callable[..., ModuleType]
 JWT_SETTINGS = Settings(jwt_secret=SECRET)
@@ -274,3 +278,63 @@ def test_scheduled_event_runs_the_sweep_within_the_invocation_time(
     assert (response["removed"], response["complete"]) == (1, True)
     # Context says 30 s remain: the sweep stops early enough to report back.
     assert budgets == [30 - module.SWEEP_MARGIN_SECONDS]
+
+
+def test_api_handler_never_imports_the_imaging_library() -> None:
+    """Its cold start must not pay for Pillow: serve an event in a fresh process, then
+    look at what it imported."""
+    code = (
+        "import json, sys\n"
+        "from app.lambda_handler import handler\n"
+        "from tests.lambda_events import Context, http_api_event\n"
+        "response = handler(http_api_event('GET', '/health'), Context())\n"
+        "imaging = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('PIL', 'pillow_heif') or m in ('app.render', 'app.worker', 'app.placeholder'))\n"
+        "print(json.dumps([response['statusCode'], imaging]))\n"
+    )
+    env = {**BASE_ENV, "IMAGES_JWT_SECRET": SECRET}
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert json.loads(result.stdout) == [200, []]
+
+
+def test_api_handler_refuses_an_event_it_does_not_serve(load_handler: Loader) -> None:
+    with pytest.raises(ValueError, match="unsupported event"):
+        load_handler().handler({"Records": [{"eventSource": "aws:sqs"}]}, Context())
+
+
+def test_worker_handler_confirms_and_makes_variants_from_an_sqs_event(
+    load_handler: Loader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_handler()
+    clients = module.app.state.clients
+    headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
+    data = make_image("image/png", width=400, height=300)
+    created = response_json(
+        _invoke(module, http_api_event("POST", "/images", body=_create_body(data), headers=headers))
+    )
+    clients.s3.put_object(
+        Bucket="images",
+        Key=object_key(created["image"]["id"]),
+        Body=data,
+        ContentType="image/png",
+        Tagging="state=pending",
+        IfNoneMatch="*",
+    )
+    url = clients.sqs.get_queue_url(QueueName="images-uploads")["QueueUrl"]
+    messages = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    worker = importlib.import_module("app.worker")
+    worker._lambda_worker.cache_clear()  # a cold start, with this test's environment
+
+    result = worker.handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q"), Context())
+    fetched = _invoke(
+        module, http_api_event("GET", f"/images/{created['image']['id']}", headers=headers)
+    )
+
+    assert result == {"batchItemFailures": []}
+    image = response_json(fetched)
+    assert (image["status"], image["variants"]["thumb"]["width"]) == ("ready", 320)
+    assert image["thumb_url"]

@@ -93,7 +93,7 @@ def test_delete_is_three_calls(
 
     assert response.status_code == 204
     assert aws_calls == Counter(
-        {"dynamodb.UpdateItem": 1, "s3.DeleteObject": 1, "dynamodb.TransactWriteItems": 1}
+        {"dynamodb.UpdateItem": 1, "s3.DeleteObjects": 1, "dynamodb.TransactWriteItems": 1}
     )
 
 

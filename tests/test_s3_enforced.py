@@ -2,7 +2,9 @@
 signatures, the signed size, type and headers, expiry, and conditional writes. What S3
 must enforce for the service's promises is tested here."""
 
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -16,6 +18,7 @@ from app.storage.objects import ImageObjects
 from tests.conftest import LOCALSTACK_CREDENTIALS
 from tests.imagefiles import make_image
 from tests.over_http import auth, create, put, upload
+from tests.servers import running, wait_for
 
 pytestmark = pytest.mark.http
 
@@ -173,3 +176,51 @@ def test_download_is_served_as_the_verified_type_under_a_matching_name(
     assert downloaded.status_code == 200
     assert downloaded.headers["content-type"] == "image/png"
     assert downloaded.headers["content-disposition"] == content_disposition("invoice.html.png")
+
+
+@pytest.fixture(scope="module")
+def strict_worker(strict_env: dict[str, str]) -> Iterator[None]:
+    """`python -m app worker` (the compose worker's command) on LocalStack's queue."""
+    with running([sys.executable, "-m", "app", "worker"], strict_env, None):
+        yield
+
+
+def _processed(api: httpx.Client, image_id: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: api.get(f"/images/{image_id}", headers=auth("alice")).json(),
+        lambda image: image["variants"]["thumb"]["status"] != "pending",
+    )
+
+
+def test_upload_is_confirmed_and_gets_variants_from_real_notifications(
+    strict_api: httpx.Client, strict_worker: None
+) -> None:
+    data = make_image("image/jpeg", width=1000, height=800)
+    created = create(strict_api, "alice", data, "image/jpeg")
+    put(created["upload"], data)
+
+    image = _processed(strict_api, created["image"]["id"])
+    thumb = httpx.get(image["thumb_url"])
+    preview = httpx.get(image["preview_url"])
+
+    assert image["status"] == "ready"
+    assert (thumb.status_code, thumb.headers["content-type"]) == (200, "image/webp")
+    assert preview.status_code == 200
+    assert len(thumb.content) == image["variants"]["thumb"]["bytes"]
+
+
+def test_variant_urls_signed_the_fast_way_are_checked_like_any_other(
+    strict_api: httpx.Client, strict_worker: None
+) -> None:
+    data = make_image("image/png", width=400, height=300)
+    created = create(strict_api, "alice", data, "image/png")
+    put(created["upload"], data)
+    image = _processed(strict_api, created["image"]["id"])
+    url = image["thumb_url"]
+    tampered = url[:-4] + ("0000" if not url.endswith("0000") else "1111")
+
+    listed = strict_api.get("/images", headers=auth("alice")).json()["items"]
+    from_list = next(item for item in listed if item["id"] == image["id"])
+
+    assert httpx.get(from_list["thumb_url"]).status_code == 200
+    assert httpx.get(tampered).status_code == 403

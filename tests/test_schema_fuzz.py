@@ -58,6 +58,9 @@ CONFIG = SchemathesisConfig.from_dict(
     }
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=CONFIG)
+# Under pytest-xdist, schemathesis's parametrization collapses to its first operation:
+# `make test` runs this module in a process of its own (see the Makefile).
+pytestmark = pytest.mark.serial
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """template.yaml (AWS SAM) declares the same table and bucket the code creates locally."""
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -7,7 +8,15 @@ import pytest
 import yaml
 
 from app.config import Settings
-from app.storage.resources import bucket_cors, bucket_lifecycle, table_definition
+from app.storage.resources import (
+    DEAD_LETTER_RETENTION_SECONDS,
+    MAX_RECEIVES,
+    bucket_cors,
+    bucket_lifecycle,
+    bucket_notifications,
+    queue_attributes,
+    table_definition,
+)
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -30,8 +39,13 @@ _CfnLoader.add_multi_constructor("!", _tagged)
 
 
 @pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    template: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
     return {name: resource["Properties"] for name, resource in template["Resources"].items()}
 
 
@@ -124,3 +138,71 @@ def test_function_policy_touches_only_this_table_and_bucket(resources: dict[str,
     assert all("ImagesTable" in r or "ImagesBucket" in r for r in resources_named)
     assert not any(action.endswith("*") for action in actions)
     assert "dynamodb:Scan" not in actions
+
+
+def test_queues_match_code(resources: dict[str, Any]) -> None:
+    queue, dead = resources["UploadsQueue"], resources["UploadsDeadLetterQueue"]
+    attributes = queue_attributes("arn:dead")
+
+    assert str(queue["VisibilityTimeout"]) == attributes["VisibilityTimeout"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVES
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "!GetAtt": "UploadsDeadLetterQueue.Arn"
+    }
+    assert dead["MessageRetentionPeriod"] == DEAD_LETTER_RETENTION_SECONDS
+
+
+def test_bucket_notifies_the_queue_of_originals_only(resources: dict[str, Any]) -> None:
+    (notification,) = resources["ImagesBucket"]["NotificationConfiguration"]["QueueConfigurations"]
+    (code,) = bucket_notifications("arn")["QueueConfigurations"]
+
+    assert [notification["Event"]] == code["Events"]
+    assert notification["Queue"] == {"!GetAtt": "UploadsQueue.Arn"}
+    assert notification["Filter"]["S3Key"]["Rules"] == code["Filter"]["Key"]["FilterRules"]
+
+
+def test_worker_is_the_same_image_running_the_worker_handler(template: dict[str, Any]) -> None:
+    api, worker = template["Resources"]["ImagesFunction"], template["Resources"]["WorkerFunction"]
+
+    assert worker["Metadata"] == api["Metadata"]
+    assert worker["Properties"]["ImageConfig"]["Command"] == ["app.worker.handler"]
+    module, _, name = worker["Properties"]["ImageConfig"]["Command"][0].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_worker_reports_partial_batch_failures(resources: dict[str, Any]) -> None:
+    uploads = resources["WorkerFunction"]["Events"]["Uploads"]
+
+    assert uploads["Type"] == "SQS"
+    assert uploads["Properties"]["Queue"] == {"!GetAtt": "UploadsQueue.Arn"}
+    assert uploads["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def _statements(function: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (policy,) = function["Policies"]
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+def test_worker_reads_originals_writes_variants_and_updates_records_only(
+    resources: dict[str, Any],
+) -> None:
+    statements = _statements(resources["WorkerFunction"])
+
+    assert statements["Originals"]["Resource"] == {"!Sub": "${ImagesBucket.Arn}/images/*"}
+    assert "s3:PutObject" not in statements["Originals"]["Action"]
+    assert statements["Variants"]["Resource"] == {"!Sub": "${ImagesBucket.Arn}/variants/*"}
+    assert set(statements["ImageRecords"]["Action"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+
+
+def test_api_function_may_read_and_remove_variants(resources: dict[str, Any]) -> None:
+    variants = _statements(resources["ImagesFunction"])["Variants"]
+
+    assert set(variants["Action"]) == {"s3:GetObject", "s3:DeleteObject"}
+
+
+def test_alarms_watch_dead_letters_and_the_oldest_upload(resources: dict[str, Any]) -> None:
+    dead, backlog = resources["DeadLettersAlarm"], resources["UploadsBacklogAlarm"]
+
+    assert (dead["MetricName"], dead["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)
+    assert dead["Dimensions"][0]["Value"] == {"!GetAtt": "UploadsDeadLetterQueue.QueueName"}
+    assert backlog["MetricName"] == "ApproximateAgeOfOldestMessage"

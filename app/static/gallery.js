@@ -99,6 +99,14 @@ function putWithProgress(upload, file, progress) {
   });
 }
 
+// Browsers outside Apple's leave HEIC and HEIF untyped: the extension says what it is.
+const BY_EXTENSION = {
+  jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif",
+  webp: "image/webp", heic: "image/heic", heif: "image/heif", avif: "image/avif",
+};
+const contentType = (file) =>
+  file.type || BY_EXTENSION[file.name.split(".").pop().toLowerCase()] || "";
+
 function queueEntry(file) {
   const item = document.createElement("li");
   const name = document.createElement("span");
@@ -120,7 +128,7 @@ async function uploadFile({ file, item, progress, status }) {
   try {
     status.textContent = "Preparing…";
     const created = await api("POST", "/images", {
-      filename: file.name, content_type: file.type, size: file.size,
+      filename: file.name, content_type: contentType(file), size: file.size,
     }, { "Idempotency-Key": key });
     status.textContent = "Uploading…";
     for (let attempt = 1; ; attempt += 1) {
@@ -173,8 +181,9 @@ async function loadMore() {
   const query = new URLSearchParams({ limit: "24", ...state.filters });
   if (state.cursor) query.set("cursor", state.cursor);
   try {
+    // One call per page: each image carries its placeholder and its thumb's URL.
     const page = await api("GET", `/images?${query}`);
-    for (const image of page.items) $("grid").append(await tile(image));
+    for (const image of page.items) $("grid").append(tile(image));
     state.cursor = page.next_cursor;
     state.done = !page.next_cursor;
     $("gallery-error").textContent = "";
@@ -193,7 +202,66 @@ function isVisible(element) {
   return box.top < window.innerHeight;
 }
 
-async function tile(image) {
+// --- Placeholders: BlurHash (https://blurha.sh), decoded to a tiny picture -------------
+
+const BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
+const base83 = (text) => [...text].reduce((value, c) => value * 83 + BASE83.indexOf(c), 0);
+const toLinear = (v) => (v / 255 <= 0.04045 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+const toSrgb = (v) => {
+  const c = Math.max(0, Math.min(1, v));
+  return Math.trunc(c <= 0.0031308 ? c * 12.92 * 255 + 0.5 : (1.055 * c ** (1 / 2.4) - 0.055) * 255 + 0.5);
+};
+
+function blurhashPixels(hash, width, height) {
+  const size = base83(hash[0]);
+  const nx = (size % 9) + 1;
+  const ny = Math.floor(size / 9) + 1;
+  const maximum = (base83(hash[1]) + 1) / 166;
+  const colors = [];
+  for (let i = 0; i < nx * ny; i += 1) {
+    if (i === 0) {
+      const v = base83(hash.slice(2, 6));
+      colors.push([toLinear(v >> 16), toLinear((v >> 8) & 255), toLinear(v & 255)]);
+    } else {
+      const v = base83(hash.slice(4 + i * 2, 6 + i * 2));
+      colors.push([Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19]
+        .map((q) => Math.sign(q - 9) * ((q - 9) / 9) ** 2 * maximum));
+    }
+  }
+  const pixels = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      let r = 0; let g = 0; let b = 0;
+      for (let j = 0; j < ny; j += 1) {
+        for (let i = 0; i < nx; i += 1) {
+          const basis = Math.cos((Math.PI * x * i) / width) * Math.cos((Math.PI * y * j) / height);
+          const color = colors[i + j * nx];
+          r += color[0] * basis; g += color[1] * basis; b += color[2] * basis;
+        }
+      }
+      pixels.set([toSrgb(r), toSrgb(g), toSrgb(b), 255], (y * width + x) * 4);
+    }
+  }
+  return pixels;
+}
+
+function placeholderUrl(image) {
+  if (!image.placeholder || !image.width || !image.height) return null;
+  const width = 32;
+  const height = Math.max(1, Math.round((32 * image.height) / image.width));
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext("2d").putImageData(
+    new ImageData(blurhashPixels(image.placeholder, width, height), width, height), 0, 0);
+  return canvas.toDataURL();
+}
+
+// --- Tiles ---------------------------------------------------------------------------
+
+const processing = (image) => image.variants.thumb.status === "pending";
+
+function tile(image) {
   const item = document.createElement("li");
   const button = document.createElement("button");
   const img = document.createElement("img");
@@ -202,18 +270,47 @@ async function tile(image) {
   button.setAttribute("aria-label", `Open ${image.title || image.filename}`);
   img.alt = image.title || image.filename;
   img.loading = "lazy";
-  img.src = (await api("GET", `/images/${image.id}/download`)).url;
   caption.textContent = image.title || image.filename;
   button.append(img, caption);
-  button.addEventListener("click", () => openDetail(image, img.src, item));
   item.append(button);
+  item.dataset.id = image.id;
+  show(item, image);
+  button.addEventListener("click", () => openDetail(item.image, item));
+  if (processing(image)) watch(item);
   return item;
+}
+
+function show(item, image) {
+  item.image = image;
+  const img = item.querySelector("img");
+  const blur = placeholderUrl(image);
+  // The placeholder paints at once; the thumb replaces it when it arrives.
+  img.style.backgroundImage = blur ? `url(${blur})` : "";
+  if (image.thumb_url) img.src = image.thumb_url;
+  else img.removeAttribute("src");
+  item.classList.toggle("processing", processing(image));
+  item.classList.toggle("no-preview", image.variants.thumb.status === "failed");
+  item.title = image.variants.thumb.status === "failed" ? image.variants.thumb.reason : "";
+}
+
+// Images still being processed: ask again until their variants are made (or failed).
+async function watch(item) {
+  for (let attempt = 0; attempt < 60; attempt += 1) {
+    await sleep(attempt < 10 ? 500 : 2000);
+    if (!item.isConnected) return; // filtered, reloaded or deleted meanwhile
+    try {
+      const image = await api("GET", `/images/${item.dataset.id}`);
+      if (!processing(image)) { show(item, image); return; }
+    } catch (error) {
+      return;
+    }
+  }
 }
 
 // --- Detail --------------------------------------------------------------------------
 
-function openDetail(image, url, item) {
-  $("detail-image").src = url;
+function openDetail(image, item) {
+  $("detail-image").src = image.preview_url || image.thumb_url || "";
   $("detail-image").alt = image.title || image.filename;
   $("detail-title").textContent = image.title || image.filename;
   $("detail-description").textContent = image.description || "";
@@ -222,8 +319,12 @@ function openDetail(image, url, item) {
   $("detail-dimensions").textContent = `${image.width} × ${image.height}`;
   $("detail-tags").textContent = image.tags.join(", ") || "–";
   $("detail-uploaded").textContent = new Date(image.uploaded_at).toLocaleString();
-  $("detail-download").href = url;
+  $("detail-download").removeAttribute("href");
   $("detail-error").textContent = "";
+  // The original, as a short-lived link fetched only when someone may want it.
+  api("GET", `/images/${image.id}/download`)
+    .then((link) => { $("detail-download").href = link.url; })
+    .catch((error) => { $("detail-error").textContent = error.message; });
   $("detail-delete").onclick = async () => {
     if (!window.confirm(`Delete ${image.filename}? This cannot be undone.`)) return;
     try {

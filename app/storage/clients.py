@@ -13,8 +13,10 @@ from app.config import Settings
 from app.errors import Unavailable
 
 if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 # Codes that mean "AWS is busy or briefly broken": the caller should retry later (503).
 TRANSIENT_CODES = frozenset(
@@ -112,6 +114,20 @@ class AwsClients:
     def dynamodb(self) -> "DynamoDBClient":
         endpoint = self._settings.dynamodb_endpoint
         return cast("DynamoDBClient", self._client("dynamodb", "dynamodb", endpoint))
+
+    @property
+    def sqs(self) -> "SQSClient":
+        endpoint = self._settings.sqs_endpoint
+        return cast("SQSClient", self._client("sqs", "sqs", endpoint))
+
+    def credentials(self) -> "ReadOnlyCredentials":
+        """The signing credentials right now (refreshed by botocore when they rotate)."""
+        _ = self.s3_presign  # the Session exists once a client does
+        assert self._session is not None  # noqa: S101 - made by the line above
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise Unavailable("No AWS credentials to sign URLs with")
+        return credentials.get_frozen_credentials()
 
     def warm(self) -> None:
         """Build every client now rather than on the first request."""

@@ -4,7 +4,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from app.models import ImageRecord, Status
+from app.models import VARIANT_BOXES, ImageRecord, Status, VariantState, VariantStatus
 from app.storage.resources import DUE_ATTRIBUTE, PENDING_TAG
 
 if TYPE_CHECKING:
@@ -19,6 +19,15 @@ PENDING_TAGGING = "=".join(PENDING_TAG)
 def object_key(image_id: str) -> str:
     """Server-chosen key: never derived from the client's filename."""
     return f"images/{image_id}"
+
+
+def variant_key(image_id: str, name: str) -> str:
+    # Under their own prefix: the bucket notifies the worker of images/ only.
+    return f"variants/{image_id}/{name}.webp"
+
+
+def every_key(image_id: str) -> list[str]:
+    return [object_key(image_id), *(variant_key(image_id, name) for name in VARIANT_BOXES)]
 
 
 def image_key(image_id: str) -> Key:
@@ -65,28 +74,68 @@ def to_item(record: ImageRecord) -> Item:
     return item
 
 
+def variants_item(variants: dict[str, VariantState]) -> "AttributeValueTypeDef":
+    def one(state: VariantState) -> "AttributeValueTypeDef":
+        fields: dict[str, AttributeValueTypeDef] = {"status": {"S": state.status}}
+        for name in ("width", "height", "bytes"):
+            value = getattr(state, name)
+            if value is not None:
+                fields[name] = {"N": str(value)}
+        if state.reason is not None:
+            fields["reason"] = {"S": state.reason}
+        return {"M": fields}
+
+    return {"M": {name: one(state) for name, state in variants.items()}}
+
+
+# Enum members by value through a dict: calling the Enum costs a microsecond each, and a
+# list page reads dozens of them (docs/benchmarks.md).
+_STATUS = {status.value: status for status in Status}
+_VARIANT_STATUS = {status.value: status for status in VariantStatus}
+
+
+def _text(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])
+
+
+def _number(item: dict[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    return None if value is None else int(value["N"])
+
+
+def _variants(value: dict[str, Any] | None) -> dict[str, VariantState]:
+    if value is None:
+        return {}
+    found = {}
+    for name, entry in value["M"].items():
+        fields = entry["M"]
+        found[name] = VariantState(
+            _VARIANT_STATUS[fields["status"]["S"]],
+            _number(fields, "width"),
+            _number(fields, "height"),
+            _number(fields, "bytes"),
+            _text(fields, "reason"),
+        )
+    return found
+
+
 def from_item(item: dict[str, Any]) -> ImageRecord:
-    def text(name: str) -> str | None:
-        value = item.get(name)
-        return None if value is None else str(value["S"])
-
-    def number(name: str) -> int | None:
-        value = item.get(name)
-        return None if value is None else int(value["N"])
-
     return ImageRecord(
         id=item["image_id"]["S"],
         user_id=item["user_id"]["S"],
         filename=item["filename"]["S"],
         content_type=item["content_type"]["S"],
         size=int(item["size"]["N"]),
-        status=Status(item["status"]["S"]),
+        status=_STATUS[item["status"]["S"]],
         created_at=item["created_at"]["S"],
-        title=text("title"),
-        description=text("description"),
+        title=_text(item, "title"),
+        description=_text(item, "description"),
         tags=[tag["S"] for tag in item.get("tags", {}).get("L", [])],
-        uploaded_at=text("uploaded_at"),
-        width=number("width"),
-        height=number("height"),
-        due_at=number(DUE_ATTRIBUTE),
+        uploaded_at=_text(item, "uploaded_at"),
+        width=_number(item, "width"),
+        height=_number(item, "height"),
+        due_at=_number(item, DUE_ATTRIBUTE),
+        variants=_variants(item.get("variants")),
+        placeholder=_text(item, "placeholder"),
     )

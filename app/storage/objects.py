@@ -1,14 +1,17 @@
 """The images bucket: each method is one S3 call, or none (presigning is local)."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
 from app.config import Settings
+from app.errors import Unavailable
 from app.storage.clients import AwsClients, aws_call, error_code
-from app.storage.items import PENDING_TAGGING, object_key
+from app.storage.items import PENDING_TAGGING, every_key, object_key, variant_key
 from app.storage.resources import PENDING_TAG
+from app.storage.signing import GetUrlSigner
 
 _CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
 
@@ -26,6 +29,11 @@ class ImageObjects:
     def __init__(self, clients: AwsClients, settings: Settings) -> None:
         self._clients = clients
         self._bucket = settings.bucket
+        self._signer = GetUrlSigner(clients, settings.bucket, settings.variant_url_window_seconds)
+
+    def variant_urls(self, wanted: Sequence[tuple[str, str]], expires_in: int) -> list[str]:
+        """GET URLs of (image id, variant name) pairs, cheap enough for a whole page."""
+        return self._signer.urls([variant_key(*pair) for pair in wanted], expires_in)
 
     def read_head(self, image_id: str, max_bytes: int) -> ObjectHead | None:
         """The object's first `max_bytes`, its total size and type; None if not uploaded.
@@ -50,6 +58,34 @@ class ImageObjects:
         match = _CONTENT_RANGE.match(response.get("ContentRange", ""))
         total = int(match.group(1)) if match else response["ContentLength"]
         return ObjectHead(data, total, response.get("ContentType", ""))
+
+    def read(self, image_id: str, max_bytes: int) -> ObjectHead | None:
+        """The whole object (for the worker, which decodes it), refused past `max_bytes`
+        before a byte is read; None if it is not there."""
+        with aws_call():
+            try:
+                response = self._clients.s3.get_object(
+                    Bucket=self._bucket, Key=object_key(image_id)
+                )
+            except ClientError as exc:
+                if error_code(exc) in ("NoSuchKey", "404"):
+                    return None
+                raise
+            with response["Body"] as body:
+                size = response["ContentLength"]
+                data = body.read(max_bytes + 1) if size <= max_bytes else b""
+        return ObjectHead(data, size, response.get("ContentType", ""))
+
+    def put_variant(self, image_id: str, name: str, data: bytes) -> None:
+        with aws_call():
+            self._clients.s3.put_object(
+                Bucket=self._bucket,
+                Key=variant_key(image_id, name),
+                Body=data,
+                ContentType="image/webp",
+                # A variant never changes under its key: browsers may keep it.
+                CacheControl="private, max-age=31536000, immutable",
+            )
 
     def tag_ready(self, image_id: str) -> bool:
         """Retag the object `state=ready`, out of the lifecycle rule's reach. Called only
@@ -89,9 +125,17 @@ class ImageObjects:
         return True
 
     def delete(self, image_id: str) -> None:
-        # DeleteObject succeeds for a missing key, which makes retries free of special cases.
+        """The original and its variants, in one call. Deleting a missing key succeeds,
+        which makes retries free of special cases."""
         with aws_call():
-            self._clients.s3.delete_object(Bucket=self._bucket, Key=object_key(image_id))
+            response = self._clients.s3.delete_objects(
+                Bucket=self._bucket,
+                Delete={"Objects": [{"Key": key} for key in every_key(image_id)], "Quiet": True},
+            )
+        errors = response.get("Errors", [])
+        if errors:  # DeleteObjects answers 200 and lists what it could not delete
+            codes = ",".join(sorted({str(error.get("Code")) for error in errors}))
+            raise Unavailable(f"Storage could not delete every object, retry ({codes})")
 
     def presign_put(
         self, image_id: str, content_type: str, size: int, expires_in: int

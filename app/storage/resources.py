@@ -1,6 +1,8 @@
-"""The bucket and table, defined once. `make run`, the tests, `create_resource.sh` and
-the SAM template check all use these definitions, so local and cloud cannot drift."""
+"""The bucket, table and queues, defined once. `make run`, the tests,
+`create_resource.sh` and the SAM template check all use these definitions, so local
+and cloud cannot drift."""
 
+import json
 import logging
 from typing import Any
 
@@ -27,6 +29,15 @@ TTL_ATTRIBUTE = "expires_at"
 # the upload deadline (at most one day) plus the sweep's retagging of a confirmed image.
 PENDING_TAG = ("state", "pending")
 PENDING_OBJECT_EXPIRY_DAYS = 2
+# Only originals start the worker; the variants it writes go under variants/.
+NOTIFIED_PREFIX = "images/"
+# A message that fails this many times (a worker crash, a timeout) goes to the
+# dead-letter queue instead of being retried forever.
+MAX_RECEIVES = 5
+# SQS hides a message this long once received: several times the worker's timeout, so
+# a slow image is never handed to a second worker while the first still works on it.
+VISIBILITY_TIMEOUT_SECONDS = 6 * 60
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 def table_definition(settings: Settings) -> dict[str, Any]:
@@ -104,6 +115,74 @@ def bucket_cors(settings: Settings) -> dict[str, Any]:
     }
 
 
+def dead_letter_queue(settings: Settings) -> str:
+    return f"{settings.queue}-dead"
+
+
+def queue_attributes(dead_letter_arn: str) -> dict[str, str]:
+    return {
+        "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVES}
+        ),
+    }
+
+
+def queue_policy(queue_arn: str, bucket: str) -> str:
+    """S3 may send this bucket's events to this queue, and nobody else anything."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "BucketNotifications",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+                }
+            ],
+        }
+    )
+
+
+def bucket_notifications(queue_arn: str) -> dict[str, Any]:
+    return {
+        "QueueConfigurations": [
+            {
+                "Id": "uploads-to-worker",
+                "QueueArn": queue_arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": NOTIFIED_PREFIX}]}},
+            }
+        ]
+    }
+
+
+def _ensure_queues(clients: AwsClients, settings: Settings) -> str:
+    """Create (or re-configure) the uploads queue and its dead-letter queue; its ARN."""
+    sqs = clients.sqs
+
+    def arn(name: str, attributes: dict[str, str] | None = None) -> str:
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        if attributes:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
+        found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return found["Attributes"]["QueueArn"]
+
+    dead = arn(
+        dead_letter_queue(settings),
+        {"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_SECONDS)},
+    )
+    queue_arn = arn(settings.queue, queue_attributes(dead))
+    url = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"Policy": queue_policy(queue_arn, settings.bucket)}
+    )
+    return queue_arn
+
+
 def _ensure_table(clients: AwsClients, settings: Settings) -> None:
     ddb = clients.dynamodb
     try:
@@ -162,7 +241,13 @@ def _ensure_bucket(clients: AwsClients, settings: Settings) -> None:
 
 
 def ensure_resources(clients: AwsClients, settings: Settings) -> None:
-    """Create the bucket and table if missing and (re)apply their settings; safe to repeat."""
+    """Create the bucket, table and queues if missing and (re)apply their settings, the
+    bucket's notifications to the worker's queue included; safe to repeat."""
     with aws_call():
         _ensure_table(clients, settings)
         _ensure_bucket(clients, settings)
+        queue_arn = _ensure_queues(clients, settings)
+        clients.s3.put_bucket_notification_configuration(
+            Bucket=settings.bucket,
+            NotificationConfiguration=bucket_notifications(queue_arn),  # type: ignore[arg-type]
+        )

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from app.config import Settings
 from app.errors import ServiceError, TooLarge, TooMany, image_not_found
-from app.models import ImageRecord, Status
+from app.models import ImageRecord, Status, VariantState
 from app.storage.clients import AwsClients, aws_call, error_code
 from app.storage.items import (
     SWEEP_POSITION_KEY,
@@ -24,6 +24,7 @@ from app.storage.items import (
     sweep_shard,
     to_item,
     usage_key,
+    variants_item,
 )
 from app.storage.resources import DUE_ATTRIBUTE, TTL_ATTRIBUTE
 from app.storage.transactions import Refused, Transaction
@@ -302,22 +303,50 @@ class ImageTable:
             due_at=finish_by,
         )
 
-    def finish(self, image_id: str) -> None:
-        """Take a ready image out of the sweep's index: its follow-up work is done. A no-op
-        for a record deleted meanwhile."""
+    def record_variants(
+        self, image_id: str, variants: dict[str, VariantState], placeholder: str | None
+    ) -> bool:
+        """Store what the worker made and take the image out of the sweep's index, in one
+        conditional update. False if the image was deleted meanwhile (the caller then
+        removes what it wrote)."""
+        values: dict[str, AttributeValueTypeDef] = {
+            ":ready": {"S": Status.READY},
+            ":variants": variants_item(variants),
+        }
+        expression = "SET variants = :variants"
+        if placeholder is not None:
+            expression += ", placeholder = :placeholder"
+            values[":placeholder"] = {"S": placeholder}
+        return self._release(image_id, f"{expression} REMOVE sweep_shard, {DUE_ATTRIBUTE}", values)
+
+    def finish(self, image_id: str, unmade: dict[str, VariantState]) -> bool:
+        """Take a ready image out of the sweep's index though nothing reported its variants:
+        they are recorded as `unmade` unless they were made after all."""
+        return self._release(
+            image_id,
+            f"SET variants = if_not_exists(variants, :variants) "
+            f"REMOVE sweep_shard, {DUE_ATTRIBUTE}",
+            {":ready": {"S": Status.READY}, ":variants": variants_item(unmade)},
+        )
+
+    def _release(
+        self, image_id: str, expression: str, values: dict[str, "AttributeValueTypeDef"]
+    ) -> bool:
         with aws_call():
             try:
                 self._clients.dynamodb.update_item(
                     TableName=self._table,
                     Key=image_key(image_id),
-                    UpdateExpression=f"REMOVE sweep_shard, {DUE_ATTRIBUTE}",
+                    UpdateExpression=expression,
                     ConditionExpression=STILL_READY,
                     ExpressionAttributeNames=_STATUS,
-                    ExpressionAttributeValues={":ready": {"S": Status.READY}},
+                    ExpressionAttributeValues=values,
                 )
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+        return True
 
     def mark_deleting(
         self, image_id: str, user_id: str, due_at: int, abandoned_before: int | None = None

@@ -1,0 +1,79 @@
+"""Confirming an upload: the same checks and the same writes whoever asks, the client
+(POST .../confirm, POST /images/direct) or the worker (when the bytes arrive). The
+conditional transaction decides between them, so they never disagree or count twice."""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from app.config import Settings
+from app.errors import InvalidImage, Unavailable, image_not_found
+from app.imaging import Dimensions, inspect_image
+from app.models import CreateImageRequest, ImageRecord, format_timestamp
+from app.storage import Storage
+from app.storage.objects import ObjectHead
+
+log = logging.getLogger(__name__)
+
+
+class Confirmation:
+    def __init__(self, storage: Storage, settings: Settings, clock: Callable[[], datetime]) -> None:
+        self._table = storage.table
+        self._objects = storage.objects
+        self._settings = settings
+        self._clock = clock
+
+    def verify(
+        self,
+        head: bytes,
+        declared: ImageRecord | CreateImageRequest,
+        total_size: int,
+        stored_type: str,
+    ) -> Dimensions:
+        """The bytes are the declared size and type, and not absurdly many pixels."""
+        if total_size != declared.size:
+            raise InvalidImage(f"Uploaded {total_size} bytes but declared {declared.size}")
+        if stored_type and stored_type != declared.content_type:
+            raise InvalidImage(f"Uploaded as {stored_type} but declared {declared.content_type}")
+        dims = inspect_image(head, declared.content_type, total_size)
+        if dims.width * dims.height > self._settings.max_pixels:
+            raise InvalidImage(
+                f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
+            )
+        return dims
+
+    def confirm(self, record: ImageRecord, head: ObjectHead) -> ImageRecord:
+        """Verify what was uploaded and make the image ready. Bad bytes never stay in the
+        bucket: the record stays pending, so the client may PUT again while its URL is
+        valid; otherwise the sweep removes it."""
+        prefix = head.data[: self._settings.verify_prefix_bytes]
+        try:
+            dims = self.verify(prefix, record, head.total_size, head.content_type)
+        except InvalidImage:
+            self._objects.delete(record.id)
+            raise
+        return self.mark_ready(record, dims)
+
+    def mark_ready(self, record: ImageRecord, dims: Dimensions) -> ImageRecord:
+        """Record first, tag second: a confirm that fails in between leaves a ready record
+        with a pending tag, which the sweep retags long before the lifecycle rule acts;
+        the other order could leave a refused upload tagged ready, out of its reach."""
+        moment = self._clock()
+        now = int(moment.timestamp())
+        ready = self._table.mark_ready(
+            record,
+            format_timestamp(moment),
+            dims.width,
+            dims.height,
+            now=now,
+            finish_by=now + self._settings.finish_grace_seconds,
+        )
+        try:
+            present = self._objects.tag_ready(ready.id)
+        except Unavailable as exc:
+            # The image is ready: that is the answer. The sweep retags it.
+            log.warning("%s is ready but untagged, left to the sweep (%r)", ready.id, exc)
+            return ready
+        if not present:
+            raise image_not_found()  # deleted while we were confirming it
+        return ready

@@ -1,0 +1,429 @@
+"""The worker, fed by the bucket's real notifications (moto delivers S3 events to SQS):
+auto-confirm, variants, placeholders, redelivery, failures, deletes meanwhile."""
+
+import io
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.config import Settings
+from app.storage.clients import AwsClients
+from app.storage.items import variant_key
+from app.worker import Worker
+from tests.conftest import Clock, Uploader
+from tests.imagefiles import make_image, undecodable_png
+from tests.stores import has_object, record, sweep_index, tags, usage
+
+Drain = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def worker(app: FastAPI) -> Worker:
+    """The worker over the app's own stores (what a test patches there, it sees)."""
+    return Worker(app.state.service.confirmation, app.state.storage, app.state.settings)
+
+
+@pytest.fixture
+def drain(worker: Worker, clients: AwsClients, settings: Settings) -> Drain:
+    """Deliver every queued message once, as Lambda would (batches of up to 10); return
+    each batch's answer. What a batch reports done is deleted from the queue."""
+
+    def run() -> list[dict[str, Any]]:
+        url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+        answers = []
+        while True:
+            messages = clients.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return answers
+            answer = worker.handle(
+                {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+            )
+            answers.append(answer)
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            if failed:
+                return answers
+
+    return run
+
+
+def _object(clients: AwsClients, settings: Settings, key: str) -> bytes:
+    body: bytes = clients.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+    return body
+
+
+def test_uploaded_bytes_are_confirmed_without_a_confirm_call(
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+) -> None:
+    image = pending(alice, "image/jpeg", make_image("image/jpeg", width=640, height=480))
+
+    answers = drain()
+    fetched = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert answers == [{"batchItemFailures": []}]
+    assert (fetched["status"], fetched["width"], fetched["height"]) == ("ready", 640, 480)
+
+
+def test_variants_fit_their_boxes_and_are_webp(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = pending(alice, "image/png", make_image("image/png", width=2000, height=500))
+
+    drain()
+    variants = client.get(f"/images/{image['id']}", headers=alice).json()["variants"]
+    thumb = _object(clients, settings, variant_key(image["id"], "thumb"))
+
+    assert variants["preview"] | {"bytes": 0} == {
+        "status": "ready",
+        "width": 1600,
+        "height": 400,
+        "bytes": 0,
+        "reason": None,
+    }
+    assert (variants["thumb"]["width"], variants["thumb"]["height"]) == (320, 80)
+    assert variants["thumb"]["bytes"] == len(thumb)
+    assert Image.open(io.BytesIO(thumb)).format == "WEBP"
+
+
+def test_ready_image_carries_placeholder_and_variant_urls(
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+) -> None:
+    image = pending(alice)
+    drain()
+
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+    listed = client.get("/images", headers=alice).json()["items"][0]
+
+    assert got["placeholder"]
+    assert 20 <= len(got["placeholder"]) <= 30
+    assert f"/variants/{image['id']}/thumb.webp?" in got["thumb_url"]
+    assert f"/variants/{image['id']}/preview.webp?" in got["preview_url"]
+    assert (listed["thumb_url"], listed["preview_url"]) == (got["thumb_url"], got["preview_url"])
+
+
+def test_variant_urls_are_the_same_within_a_window(
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+) -> None:
+    """So that a browser's cache serves a thumb again, page after page."""
+    pending(alice)
+    drain()
+
+    first = client.get("/images", headers=alice).json()["items"][0]["thumb_url"]
+    second = client.get("/images", headers=alice).json()["items"][0]["thumb_url"]
+
+    assert first == second
+
+
+def test_image_not_yet_processed_shows_pending_variants_without_urls(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    image = upload(alice)
+
+    assert image["variants"]["thumb"]["status"] == "pending"
+    assert (image["thumb_url"], image["preview_url"], image["placeholder"]) == (None, None, None)
+
+
+def test_download_of_a_ready_variant_and_of_a_pending_one(
+    client: TestClient, alice: dict[str, str], upload: Uploader, drain: Drain
+) -> None:
+    image = upload(alice)
+    before = client.get(f"/images/{image['id']}/download?variant=thumb", headers=alice)
+    drain()
+
+    after = client.get(f"/images/{image['id']}/download?variant=thumb", headers=alice)
+
+    assert before.status_code == 409
+    assert "pending" in before.json()["detail"]
+    assert after.status_code == 200
+    assert f"/variants/{image['id']}/thumb.webp?" in after.json()["url"]
+
+
+def test_confirm_and_worker_agree_and_count_once(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = pending(alice)
+
+    confirmed = client.post(f"/images/{image['id']}/confirm", headers=alice)
+    drain()
+    again = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert confirmed.status_code == again.status_code == 200
+    assert again.json()["variants"]["thumb"]["status"] == "ready"
+    assert usage(clients, settings, "alice") == (1, image["size"])
+    assert app.state.maintenance.reconcile("alice").drift is False
+
+
+def test_confirm_racing_the_worker_ends_ready_once(
+    atomic_aws: None,
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    worker: Worker,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    for _ in range(5):
+        image_id = pending(alice)["id"]
+        results: list[Any] = []
+
+        def confirm(image_id: str = image_id, results: list[Any] = results) -> None:
+            results.append(client.post(f"/images/{image_id}/confirm", headers=alice).status_code)
+
+        def process(image_id: str = image_id, results: list[Any] = results) -> None:
+            results.append(worker.process(image_id))
+
+        threads = [threading.Thread(target=confirm), threading.Thread(target=process)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert 200 in results
+    assert usage(clients, settings, "alice")[0] == 5
+    assert app.state.maintenance.reconcile("alice").drift is False
+
+
+def test_redelivered_message_changes_nothing(
+    worker: Worker, alice: dict[str, str], pending: Uploader, drain: Drain, aws_calls: Any
+) -> None:
+    image = pending(alice)
+    drain()
+    aws_calls.clear()
+
+    outcome = worker.process(image["id"])
+
+    assert outcome == "already done"
+    assert dict(aws_calls) == {"dynamodb.GetItem": 1}
+
+
+def test_bytes_that_are_not_the_declared_image_are_refused_and_removed(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: Any,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    fake = b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(200, b" ")
+    image = create(alice, data=fake)
+    put_bytes(image["id"], fake, "image/png")
+
+    answers = drain()
+
+    assert answers == [{"batchItemFailures": []}]  # permanent: never retried
+    assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "pending"
+    assert not has_object(clients, settings, image["id"])
+
+
+def test_image_whose_header_passes_but_does_not_decode_ends_failed_with_a_reason(
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+) -> None:
+    image = pending(alice, "image/png", undecodable_png())
+
+    answers = drain()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert answers == [{"batchItemFailures": []}]
+    assert got["status"] == "ready"  # the original is what was uploaded
+    assert got["variants"]["thumb"]["status"] == "failed"
+    assert "does not decode" in got["variants"]["thumb"]["reason"]
+    assert got["thumb_url"] is None
+
+
+def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    worker: Worker,
+    clients: AwsClients,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = pending(alice)
+    objects = app.state.storage.objects
+    real_put = objects.put_variant
+
+    def put_then_delete(image_id: str, name: str, data: bytes) -> None:
+        real_put(image_id, name, data)
+        if name == "thumb":  # the last one: the owner deletes the image right now
+            client.delete(f"/images/{image_id}", headers=alice)
+
+    monkeypatch.setattr(objects, "put_variant", put_then_delete)
+
+    outcome = worker.process(image["id"])
+
+    assert outcome == "deleted meanwhile"
+    listing = clients.s3.list_objects_v2(Bucket=settings.bucket)
+    assert listing.get("KeyCount", 0) == 0
+    assert record(clients, settings, image["id"]) is None
+
+
+def test_bytes_with_no_record_are_removed(
+    worker: Worker, clients: AwsClients, settings: Settings
+) -> None:
+    orphan = "f" * 32
+    clients.s3.put_object(Bucket=settings.bucket, Key=f"images/{orphan}", Body=make_image())
+
+    outcome = worker.process(orphan)
+
+    assert outcome == "orphan removed"
+    assert not has_object(clients, settings, orphan)
+
+
+def test_a_failing_message_is_reported_alone_and_retried(
+    alice: dict[str, str],
+    pending: Uploader,
+    worker: Worker,
+    clients: AwsClients,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = pending(alice), pending(alice)
+    url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+    messages = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    real_get = clients.s3.get_object
+
+    def flaky(**kwargs: Any) -> Any:
+        if kwargs["Key"] == f"images/{first['id']}":
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "GetObject")
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(clients.s3, "get_object", flaky)
+
+    answer = worker.handle(
+        {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+    )
+
+    failed = [m for m in messages if first["id"] in m["Body"]]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": failed[0]["MessageId"]}]}
+    assert record(clients, settings, second["id"])["status"] == {"S": "ready"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "images"}),
+        json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete", "s3": {}}]}),
+        json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"bucket": {"name": "someone-else"}, "object": {"key": "images/x"}},
+                    }
+                ]
+            }
+        ),
+    ],
+    ids=["not-json", "s3-test-event", "not-a-creation", "other-bucket"],
+)
+def test_messages_that_are_not_our_uploads_are_ignored(worker: Worker, body: str) -> None:
+    answer = worker.handle({"Records": [{"messageId": "m1", "body": body}]})
+
+    assert answer == {"batchItemFailures": []}
+
+
+def test_worker_retags_an_image_whose_confirm_could_not_tag_it(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = pending(alice)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            clients.s3,
+            "put_object_tagging",
+            lambda **_: (_ for _ in ()).throw(
+                ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "PutObjectTagging")
+            ),
+        )
+        client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    drain()
+
+    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert sweep_index(clients, settings) == []
+
+
+def test_delete_removes_the_variants_too(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+) -> None:
+    image = pending(alice)
+    drain()
+
+    client.delete(f"/images/{image['id']}", headers=alice)
+
+    assert clients.s3.list_objects_v2(Bucket=settings.bucket).get("KeyCount", 0) == 0
+
+
+def test_variants_never_made_are_marked_failed_by_the_sweep(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    clock: Clock,
+    settings: Settings,
+) -> None:
+    image = upload(alice)  # and its message lost (say, in the dead-letter queue)
+    clock.advance(settings.finish_grace_seconds + 1)
+
+    app.state.maintenance.sweep()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert got["variants"]["thumb"]["status"] == "failed"
+    assert "worker" in got["variants"]["thumb"]["reason"]
+
+
+def test_the_sweep_never_overwrites_variants_the_worker_made(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    clock: Clock,
+    settings: Settings,
+) -> None:
+    image = pending(alice)
+    drain()
+    clock.advance(settings.finish_grace_seconds + 1)
+
+    app.state.maintenance.sweep()
+
+    assert (
+        client.get(f"/images/{image['id']}", headers=alice).json()["variants"]["thumb"]["status"]
+        == "ready"
+    )
