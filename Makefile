@@ -12,6 +12,9 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 LOCALSTACK := .localstack
 LOCALSTACK_PYTHON ?= $(shell for p in python3.14 python3.13 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python3; do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && { echo "$$p"; break; }; done)
+# Tools whose dependencies would move ours, each in a venv of its own.
+CHECKOV := .checkov
+CLIENT_GENERATOR := .openapi-client
 
 # Each stamp records which extras are installed; editing pyproject.toml reinstalls.
 $(VENV)/.local: pyproject.toml
@@ -27,23 +30,39 @@ $(VENV)/.dev: pyproject.toml
 run: $(VENV)/.local  ## serve on :8080 with the embedded AWS emulator
 	$(BIN)/python -m app serve
 
-test: $(VENV)/.dev $(LOCALSTACK)/.installed lint pytest  ## lint, type-check and run the whole suite
+test: $(VENV)/.dev $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed lint pytest  ## lint, type-check and run the whole suite
 
 # Installed once (about a minute), then reused: the stamp changes only with its pins.
-$(LOCALSTACK)/.installed: tests/localstack/requirements.txt
+$(LOCALSTACK)/.installed: requirements/localstack.txt
 	@if [ -z "$(LOCALSTACK_PYTHON)" ]; then \
 		echo "No Python >= 3.13 found: the LocalStack test tier will be skipped"; \
 	else \
 		{ test -x $(LOCALSTACK)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK); } && \
 		$(LOCALSTACK)/bin/python -m pip --disable-pip-version-check -q install \
-			-r tests/localstack/requirements.txt && touch $@; \
+			-r requirements/localstack.txt && touch $@; \
 	fi
 
-lint: $(VENV)/.dev
+# A client generated from the live schema (tests/test_generated_client.py).
+$(CLIENT_GENERATOR)/.installed: requirements/openapi-client.txt
+	test -x $(CLIENT_GENERATOR)/bin/python || $(PYTHON) -m venv $(CLIENT_GENERATOR)
+	$(CLIENT_GENERATOR)/bin/python -m pip --disable-pip-version-check -q install \
+		-r requirements/openapi-client.txt
+	touch $@
+
+# checkov, in its own venv like LocalStack (its dependencies would move ours).
+$(CHECKOV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/checkov.txt
+	touch $@
+
+lint: $(VENV)/.dev $(CHECKOV)/.installed
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	# Every finding fixed, or skipped in the template with its reason.
+	$(CHECKOV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet \
+		--skip-download
 
 # Two workers (a test file stays on one, with its servers); then what cannot be split.
 pytest: $(VENV)/.dev
@@ -61,4 +80,4 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix app tests bench
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOCALSTACK) $(CHECKOV) $(CLIENT_GENERATOR) .pytest_cache .mypy_cache .ruff_cache *.egg-info
