@@ -3,6 +3,7 @@
 
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import pytest
 
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
+from app.local import free_port
 from tests.conftest import MakeRun
 from tests.imagefiles import make_image
-from tests.servers import wait_for
+from tests.servers import BASE_ENV, running, wait_for
 
 pytestmark = pytest.mark.http
 
@@ -53,6 +55,11 @@ def page(browser: Browser) -> Iterator[Page]:
     opened = context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(str(error)))
+    # What the Content-Security-Policy refused (an inline script, a style, an eval).
+    opened.on(
+        "console",
+        lambda message: problems.append(message.text) if "Refused to" in message.text else None,
+    )
     yield opened
     context.close()
     assert problems == []
@@ -275,3 +282,188 @@ def test_detail_shows_the_preview_and_links_the_original(site: str, page: Page) 
         lambda natural: natural == 1600,
     )
     assert width == 1600  # the preview, not the 2000-pixel original
+
+
+# --- The upload area and the messages a user meets -----------------------------------
+
+
+def _drop(page: Page, files: list[tuple[str, str, bytes | int]]) -> None:
+    """Drop files on the upload area as a desktop drag does: a `drop` event carrying a
+    DataTransfer. Content is bytes, or a size (zeros, made in the page: no transfer)."""
+    specs = [
+        {"name": name, "type": kind, "bytes": list(content) if isinstance(content, bytes) else None,
+         "size": content if isinstance(content, int) else 0}
+        for name, kind, content in files
+    ]  # fmt: skip
+    transfer = page.evaluate_handle(
+        """specs => {
+          const transfer = new DataTransfer();
+          for (const spec of specs) {
+            const content = spec.bytes ? new Uint8Array(spec.bytes) : new Uint8Array(spec.size);
+            transfer.items.add(new File([content], spec.name, { type: spec.type }));
+          }
+          return transfer;
+        }""",
+        specs,
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def _listed(site: str, token: str) -> list[dict[str, Any]]:
+    """Every image of the token's user, through the API's pages."""
+    items: list[dict[str, Any]] = []
+    query = {"limit": "100"}
+    while True:
+        response = httpx.get(
+            f"{site}/images", headers={"Authorization": f"Bearer {token}"}, params=query
+        )
+        assert response.status_code == 200
+        items += response.json()["items"]
+        if not response.json()["next_cursor"]:
+            return items
+        query["cursor"] = response.json()["next_cursor"]
+
+
+def test_dropped_files_upload_with_the_title_and_tags_given(site: str, page: Page) -> None:
+    token = _signed_in(page, site, "dropper")
+    page.fill("#upload-title-field", "Harbour at dusk")
+    page.fill("#upload-tags-field", "Holiday, sea  2026")
+
+    _drop(page, [("h.png", "image/png", make_image("image/png", 30, 20))])
+
+    expect(page.locator("#uploads li.done")).to_have_count(1)
+    expect(page.locator("#grid li span")).to_have_text(["Harbour at dusk"])
+    [image] = _listed(site, token)
+    assert (image["title"], image["tags"], image["filename"]) == (
+        "Harbour at dusk",
+        ["holiday", "sea", "2026"],
+        "h.png",
+    )
+
+
+def test_tag_filter_finds_what_the_upload_area_tagged(site: str, page: Page) -> None:
+    _signed_in(page, site, "tagger")
+    page.fill("#upload-tags-field", "boats")
+    _drop(page, [("b.png", "image/png", make_image("image/png", 12, 12))])
+    expect(page.locator("#uploads li.done")).to_have_count(1)
+    page.fill("#upload-tags-field", "")
+    _drop(page, [("o.png", "image/png", make_image("image/png", 14, 14))])
+    expect(page.locator("#uploads li.done")).to_have_count(2)
+
+    page.fill("#filter-tag", "boats")
+    page.get_by_role("button", name="Filter").click()
+
+    expect(page.locator("#grid li span")).to_have_text(["b.png"])
+
+
+def test_bad_tag_is_refused_before_any_upload(site: str, page: Page) -> None:
+    token = _signed_in(page, site, "badtag")
+    page.fill("#upload-tags-field", "fine, not/fine")
+
+    _drop(page, [("x.png", "image/png", make_image("image/png", 8, 8))])
+
+    expect(page.locator("#upload-error")).to_contain_text('"not/fine" is not a tag')
+    expect(page.locator("#uploads li")).to_have_count(0)
+    assert _listed(site, token) == []
+
+
+def test_too_big_file_says_its_size_and_the_limit_without_a_request(site: str, page: Page) -> None:
+    token = _signed_in(page, site, "toobig")
+    creates: list[str] = []
+    page.on("request", lambda r: creates.append(r.url) if r.method == "POST" else None)
+
+    _drop(page, [("huge.jpg", "image/jpeg", 21 * 1024 * 1024)])  # the default limit is 20 MiB
+
+    expect(page.locator("#uploads li.failed .state")).to_have_text(
+        "Too big: 21.0 MB; the largest upload is 20.0 MB"
+    )
+    assert creates == []
+    assert _listed(site, token) == []
+
+
+def test_expired_token_signs_out_and_says_so(site: str, page: Page) -> None:
+    _signed_in(page, site, "expiring")
+    expired = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "expiring", -60)
+    page.evaluate("t => localStorage.setItem('images.token', t)", expired)
+
+    _drop(page, [("e.png", "image/png", make_image("image/png", 8, 8))])
+
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#sign-in-error")).to_have_text(
+        "Your token was refused or has expired: sign in again."
+    )
+    expect(page.locator("#uploads li.failed")).to_have_count(1)
+
+
+@pytest.fixture(scope="module")
+def small_quota() -> Iterator[str]:
+    """A second `make run` whose users may store 3,000 bytes: the quota is reachable."""
+    port = free_port()
+    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    env |= {"IMAGES_PORT": str(port), "IMAGES_MAX_BYTES_PER_USER": "3000"}
+    base = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health"):
+        yield base
+
+
+def test_quota_refusal_shows_the_services_reason(small_quota: str, page: Page) -> None:
+    _signed_in(page, small_quota, "quota")
+    first = make_image("image/png", 30, 30)
+    assert len(first) < 1000
+
+    _drop(page, [("a.png", "image/png", first)])
+    expect(page.locator("#uploads li.done")).to_have_count(1)
+    _drop(page, [("b.png", "image/png", first + b"\0" * (3000 - 2 * len(first) + 1))])
+
+    expect(page.locator("#uploads li.failed .state")).to_contain_text("Storage quota exceeded")
+    expect(page.locator("#grid li")).to_have_count(1)
+
+
+def test_two_hundred_files_in_one_drop_all_end_ready(site: str, page: Page) -> None:
+    token = _signed_in(page, site, "album")
+    album = [
+        (f"a{n:03}.png", "image/png", make_image("image/png", 8 + n % 16, 8 + n // 16))
+        for n in range(200)
+    ]
+
+    _drop(page, album)
+
+    expect(page.locator("#uploads li.done")).to_have_count(200, timeout=90_000)
+    expect(page.locator("#uploads li.failed")).to_have_count(0)
+    listed = _listed(site, token)
+    assert len(listed) == 200
+    assert {image["status"] for image in listed} == {"ready"}
+    assert sorted(image["filename"] for image in listed) == [name for name, _, _ in album]
+    expect(page.locator("#grid li")).to_have_count(24)  # the grid starts again, a page
+
+
+def test_new_filter_discards_the_page_still_loading(site: str, page: Page) -> None:
+    token = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "racer", 600)
+    for name, kind in (("r1.png", "image/png"), ("r2.png", "image/png"), ("r3.jpg", "image/jpeg")):
+        created = httpx.post(
+            f"{site}/images/direct",
+            headers={"Authorization": f"Bearer {token}"},
+            files={"file": (name, make_image(kind, 10, 10), kind)},
+        )
+        assert created.status_code == 201
+    held: list[Any] = []
+
+    def slow_unfiltered(route: Any) -> None:
+        """The unfiltered first page answers only when the test lets it: a slow API."""
+        if "limit=24" in route.request.url and "content_type" not in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/images?*", slow_unfiltered)
+    _signed_in(page, site, "racer")
+    wait_for(lambda: page.wait_for_timeout(50) or len(held), bool)
+
+    page.select_option("#filter-type", "image/jpeg")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#grid li span")).to_have_text(["r3.jpg"])
+    held[0].continue_()  # the old page arrives after all
+    page.wait_for_timeout(500)
+
+    expect(page.locator("#grid li span")).to_have_text(["r3.jpg"])

@@ -8,7 +8,12 @@ const TOKEN_KEY = "images.token";
 const PARALLEL_UPLOADS = 4;
 const ATTEMPTS = 5;
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
-const state = { cursor: null, loading: false, done: false, filters: {} };
+// `query` is the page request in flight: a new query aborts it, so a page of the old
+// filter can never land in the new grid.
+const state = { cursor: null, query: null, done: false, filters: {} };
+const MiB = 1024 * 1024;
+const TAG = /^[A-Za-z0-9_-]{1,50}$/;
+const MAX_TAGS = 20;
 
 class ApiError extends Error {
   constructor(status, detail) {
@@ -23,16 +28,18 @@ function token() { return localStorage.getItem(TOKEN_KEY); }
 
 // Every call the page makes is safe to repeat (creates carry an Idempotency-Key), so
 // it retries what the service says to retry: 503, 429 with Retry-After, lost connections.
-async function api(method, path, body, headers = {}) {
+// An aborted call (`signal`) is never retried: whoever aborted it wants none of it.
+async function api(method, path, { body, headers = {}, signal } = {}) {
   const all = { Authorization: `Bearer ${token()}`, ...headers };
   if (body !== undefined) all["Content-Type"] = "application/json";
   for (let attempt = 1; ; attempt += 1) {
     let response;
     try {
       response = await fetch(path.replace(/^\//, ""), {
-        method, headers: all, body: body === undefined ? undefined : JSON.stringify(body),
+        method, headers: all, signal, body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
+      if (signal?.aborted) throw error;
       if (attempt >= ATTEMPTS) throw new Error("The service could not be reached");
       await sleep(500 * 2 ** attempt);
       continue;
@@ -42,11 +49,11 @@ async function api(method, path, body, headers = {}) {
     if (response.ok) return payload;
     const wait = Number(response.headers.get("Retry-After"));
     const retry = response.status === 503 || (response.status === 429 && wait > 0);
-    if (retry && attempt < ATTEMPTS) {
+    if (retry && attempt < ATTEMPTS && !signal?.aborted) {
       await sleep(1000 * (wait || 2 ** attempt));
       continue;
     }
-    if (response.status === 401) signOut("Your token was refused or has expired.");
+    if (response.status === 401) signOut("Your token was refused or has expired: sign in again.");
     throw new ApiError(response.status, payload.detail);
   }
 }
@@ -74,6 +81,7 @@ async function signIn(value) {
 
 function signOut(message) {
   localStorage.removeItem(TOKEN_KEY);
+  if (state.query) state.query.abort();
   showSignedIn(false);
   $("sign-in-error").textContent = message || "";
 }
@@ -107,6 +115,33 @@ const BY_EXTENSION = {
 const contentType = (file) =>
   file.type || BY_EXTENSION[file.name.split(".").pop().toLowerCase()] || "";
 
+// The service's own bounds, from its schema (once): a file too big is refused here, with
+// its size, before any request.
+let limits = null;
+function uploadLimits() {
+  limits ??= fetch("openapi.json")
+    .then((response) => response.json())
+    .then((schema) => ({
+      size: schema.components.schemas.CreateImageRequest.properties.size.maximum,
+    }))
+    .catch(() => { limits = null; return { size: Infinity }; });
+  return limits;
+}
+
+const megabytes = (bytes) => `${(bytes / MiB).toFixed(1)} MB`;
+
+// What the upload area says about every file of this batch, or why it cannot.
+function batchDetails() {
+  const title = $("upload-title-field").value.trim();
+  const tags = $("upload-tags-field").value.split(/[\s,]+/).filter(Boolean);
+  const bad = tags.find((tag) => !TAG.test(tag));
+  if (bad !== undefined) {
+    throw new Error(`"${bad}" is not a tag: use letters, digits, - and _ (up to 50)`);
+  }
+  if (tags.length > MAX_TAGS) throw new Error(`At most ${MAX_TAGS} tags`);
+  return { ...(title ? { title } : {}), tags };
+}
+
 function queueEntry(file) {
   const item = document.createElement("li");
   const name = document.createElement("span");
@@ -122,14 +157,26 @@ function queueEntry(file) {
   return { file, item, progress, status };
 }
 
-async function uploadFile({ file, item, progress, status }) {
+function fail({ item, status }, message) {
+  status.textContent = message;
+  item.className = "failed";
+  return false;
+}
+
+async function uploadFile(entry, details, { size }) {
+  const { file, item, progress, status } = entry;
+  if (file.size > size) {
+    return fail(entry, `Too big: ${megabytes(file.size)}; the largest upload is ${megabytes(size)}`);
+  }
+  if (token() === null) return fail(entry, "Not uploaded: signed out");
   // One key per file: however often the create is retried, it makes one image.
   const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   try {
     status.textContent = "Preparing…";
     const created = await api("POST", "/images", {
-      filename: file.name, content_type: contentType(file), size: file.size,
-    }, { "Idempotency-Key": key });
+      body: { filename: file.name, content_type: contentType(file), size: file.size, ...details },
+      headers: { "Idempotency-Key": key },
+    });
     status.textContent = "Uploading…";
     for (let attempt = 1; ; attempt += 1) {
       try {
@@ -147,18 +194,25 @@ async function uploadFile({ file, item, progress, status }) {
     item.className = "done";
     return true;
   } catch (error) {
-    status.textContent = error.message;
-    item.className = "failed";
-    return false;
+    return fail(entry, error.message);
   }
 }
 
 async function uploadFiles(files) {
+  let details;
+  try {
+    details = batchDetails();
+  } catch (error) {
+    $("upload-error").textContent = error.message;
+    return;
+  }
+  $("upload-error").textContent = "";
   const queue = [...files].map(queueEntry);
+  const bounds = await uploadLimits();
   let uploaded = 0;
   async function worker() {
     while (queue.length) {
-      if (await uploadFile(queue.shift())) uploaded += 1;
+      if (await uploadFile(queue.shift(), details, bounds)) uploaded += 1;
     }
   }
   await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, queue.length) }, worker));
@@ -168,6 +222,8 @@ async function uploadFiles(files) {
 // --- Gallery -------------------------------------------------------------------------
 
 function resetGallery() {
+  if (state.query) state.query.abort();
+  state.query = null;
   state.cursor = null;
   state.done = false;
   $("grid").replaceChildren();
@@ -176,13 +232,15 @@ function resetGallery() {
 }
 
 async function loadMore() {
-  if (state.loading || state.done || token() === null) return;
-  state.loading = true;
-  const query = new URLSearchParams({ limit: "24", ...state.filters });
-  if (state.cursor) query.set("cursor", state.cursor);
+  if (state.query || state.done || token() === null) return;
+  const query = new AbortController();
+  state.query = query;
+  const params = new URLSearchParams({ limit: "24", ...state.filters });
+  if (state.cursor) params.set("cursor", state.cursor);
   try {
     // One call per page: each image carries its placeholder and its thumb's URL.
-    const page = await api("GET", `/images?${query}`);
+    const page = await api("GET", `/images?${params}`, { signal: query.signal });
+    if (query.signal.aborted) return; // answered just as a new query began: not ours
     for (const image of page.items) $("grid").append(tile(image));
     state.cursor = page.next_cursor;
     state.done = !page.next_cursor;
@@ -190,9 +248,10 @@ async function loadMore() {
     $("gallery-status").textContent = state.done
       ? ($("grid").children.length ? "" : "No images yet.") : "";
   } catch (error) {
-    $("gallery-error").textContent = error.message;
+    if (!query.signal.aborted) $("gallery-error").textContent = error.message;
+    return; // scrolling (the observer) asks again; no loop on a failing service
   } finally {
-    state.loading = false;
+    if (state.query === query) state.query = null;
   }
   if (!state.done && isVisible($("more"))) loadMore();
 }
