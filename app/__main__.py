@@ -1,6 +1,7 @@
 """`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER]`."""
 
 import argparse
+import ipaddress
 import json
 import logging
 import signal
@@ -11,7 +12,7 @@ from dataclasses import asdict
 from pydantic import SecretStr
 
 from app.auth import issue_token
-from app.config import DEV_JWT_SECRET, Settings
+from app.config import DEV_JWT_SECRET, KEEP_ALIVE_SECONDS, Settings
 from app.logs import configure_logging
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
@@ -26,12 +27,32 @@ def _with_dev_secret(settings: Settings) -> Settings:
     return settings.model_copy(update={"jwt_secret": SecretStr(DEV_JWT_SECRET)})
 
 
+def _development(settings: Settings) -> bool:
+    secret = settings.jwt_secret
+    return secret is None or secret.get_secret_value() == DEV_JWT_SECRET
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def serve(settings: Settings) -> None:
     import uvicorn  # noqa: PLC0415 - only `serve` needs the server
 
     from app.main import create_app  # noqa: PLC0415
 
-    development = settings.jwt_secret is None
+    development = _development(settings)
+    if development and not _loopback(settings.host):
+        # Anyone who reads this repository can mint tokens for the development secret.
+        sys.exit(
+            f"Refusing to serve on {settings.host} with the development secret: "
+            "set IMAGES_JWT_SECRET (32 bytes or more), or serve on 127.0.0.1"
+        )
     settings = _with_dev_secret(settings)
     if "cors_origins" not in settings.model_fields_set:
         # The gallery's origin must be allowed to PUT to the bucket: whatever port we use.
@@ -55,17 +76,29 @@ def serve(settings: Settings) -> None:
 
     start_in_background(settings, clients)
     base = f"http://{settings.host}:{settings.port}"
-    token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600)
     print(
         f"Image service: {base}  (gallery: {base}/, OpenAPI: {base}/docs)\n"
-        f"S3: {settings.s3_endpoint}  DynamoDB: {settings.dynamodb_endpoint}\n"
-        f"Token for user '{DEMO_USER}' (7 days):\n  export TOKEN={token}\n"
-        f'  curl -H "Authorization: Bearer $TOKEN" {base}/images',
+        f"S3: {settings.s3_endpoint}  DynamoDB: {settings.dynamodb_endpoint}",
         flush=True,
     )
-    # The gallery offers the demo token only with the development secret.
-    app = create_app(settings, clients, demo_token=token if development else None)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
+    # A demo token only for the development secret: with a real one, a token printed to
+    # a terminal (or a log collector) would be a working credential.
+    token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600) if development else None
+    if token:
+        print(
+            f"Token for user '{DEMO_USER}' (7 days, development secret):\n"
+            f"  export TOKEN={token}\n"
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/images',
+            flush=True,
+        )
+    app = create_app(settings, clients, demo_token=token)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 def work(settings: Settings) -> None:

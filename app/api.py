@@ -7,7 +7,7 @@ Under Lambda even that hop goes: see `_blocking`.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Literal, ParamSpec, Protocol, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, Protocol, TypeVar
 
 from fastapi import (
     APIRouter,
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from app.auth import UserId
+from app.imaging import identify
 from app.models import (
     CreateImageRequest,
     CreateImageResponse,
@@ -70,6 +71,23 @@ async def _blocking(request: Request) -> Blocking:
     return run_in_threadpool  # type: ignore[return-value] # Starlette's signature is the same
 
 
+# What a client sends when it does not know (or say) the type of a file part.
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+def _declared_type(part_type: str | None, data: bytes, prefix: int) -> str:
+    """The part's type, or, when it is missing or generic, the type its bytes carry (the
+    same header checks confirm runs decide; anything else stays as sent and is refused)."""
+    if (part_type or "") in GENERIC_TYPES:
+        return identify(data[:prefix], len(data)) or (part_type or "")
+    return part_type or ""
+
+
+def _field_error(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """The same 422 FastAPI answers for a field out of range."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
+
+
 Service = Annotated[ImageService, Depends(_service)]
 Run = Annotated[Blocking, Depends(_blocking)]
 PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
@@ -99,13 +117,27 @@ _QUOTA: dict[int | str, dict[str, str]] = {
 router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
 
 
+def _follow(image_id: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links: where a client (or a stateful fuzzer, or a generated client) goes
+    next with the image id this response carries (a runtime expression)."""
+    return {
+        operation: {"operationId": f"images-{operation}", "parameters": {"image_id": image_id}}
+        for operation in operations
+    }
+
+
 @router.post(
     "",
+    name="create",
     status_code=status.HTTP_201_CREATED,
     responses={
+        201: {
+            "description": "The pending image, and where to PUT its bytes",
+            "links": _follow("$response.body#/image/id", "confirm", "get", "download", "delete"),
+        },
         400: {"description": "The body is not UTF-8 JSON"},
         409: {"description": "The image this Idempotency-Key created was deleted"},
-        413: {"description": "Over the size limit or the storage quota"},
+        413: {"description": "The storage quota has no room for it"},
         422: {"description": "Invalid field, or an Idempotency-Key reused with another body"},
         **_QUOTA,
     },
@@ -120,6 +152,9 @@ async def create_image(
     idempotency_key: IdempotencyKey = None,
 ) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
+    limit = service.settings.largest_upload
+    if body.size > limit:  # the schema's maximum: a field out of range, like any other
+        raise _field_error(("body", "size"), f"Input should be less than or equal to {limit}")
     created, replayed = await run(service.create, user, body, idempotency_key)
     if replayed:
         response.headers[REPLAYED] = "true"
@@ -128,8 +163,13 @@ async def create_image(
 
 @router.post(
     "/direct",
+    name="upload-direct",
     status_code=status.HTTP_201_CREATED,
     responses={
+        201: {
+            "description": "The image, verified and ready",
+            "links": _follow("$response.body#/id", "get", "download", "delete"),
+        },
         400: {"description": "The body is not valid multipart/form-data"},
         409: {"description": "The image this Idempotency-Key created was deleted"},
         413: {"description": "Over IMAGES_MAX_DIRECT_BYTES or the storage quota"},
@@ -139,7 +179,7 @@ async def create_image(
 )
 async def upload_direct(
     *,
-    file: Annotated[UploadFile, File(description="The image (jpeg, png, gif or webp)")],
+    file: Annotated[UploadFile, File(description="JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF")],
     user: UserId,
     service: Service,
     run: Run,
@@ -154,7 +194,9 @@ async def upload_direct(
     try:
         declared = CreateImageRequest(
             filename=file.filename or "",
-            content_type=file.content_type or "",
+            content_type=_declared_type(
+                file.content_type, data, service.settings.verify_prefix_bytes
+            ),
             size=len(data) or 1,  # an empty file fails verification with a clear message
             title=title,
             description=description,
@@ -173,6 +215,7 @@ async def upload_direct(
 
 @router.post(
     "/{image_id}/confirm",
+    name="confirm",
     responses={
         **_MISSING,
         409: {"description": "Nothing uploaded yet"},
@@ -186,7 +229,7 @@ async def confirm_image(image_id: PathId, user: UserId, service: Service, run: R
     return await run(service.confirm, user, image_id)
 
 
-@router.get("/{image_id}", responses=_MISSING)
+@router.get("/{image_id}", name="get", responses=_MISSING)
 async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Return one image's metadata."""
     return await run(service.get, user, image_id)
@@ -194,6 +237,7 @@ async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) 
 
 @router.get(
     "/{image_id}/download",
+    name="download",
     response_model=DownloadLink,
     responses={
         **_MISSING,
@@ -222,6 +266,7 @@ async def download_image(
 
 @router.get(
     "",
+    name="list",
     response_model=ImageList,
     responses={400: {"description": "The cursor is not one this API issued to you for this query"}},
 )
@@ -234,7 +279,7 @@ async def list_images(
     return Response(to_json(page), media_type="application/json")
 
 
-@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{image_id}", name="delete", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Response:
     """Delete an image's bytes and record; 204 whether or not it existed."""
     await run(service.delete, user, image_id)

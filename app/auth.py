@@ -31,6 +31,12 @@ class TokenVerifier:
         self._secret = settings.jwt_secret.get_secret_value()
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
+        # Configured means required: a token without the claim is refused, not excused.
+        self._required = ["exp", "sub"]
+        self._required += ["iss"] if self._issuer else []
+        self._required += ["aud"] if self._audience else []
+        self._required += ["iat"] if self._max_lifetime else []
         # Only successes are remembered: lru_cache does not keep what raised.
         self._verified = lru_cache(maxsize=VERIFIED_TOKENS)(self._verify)
 
@@ -51,10 +57,13 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+                options={"require": self._required, "verify_aud": self._audience is not None},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("Invalid or expired token") from exc
+        if self._max_lifetime and claims["exp"] - claims["iat"] > self._max_lifetime:
+            # A token minted to last for years is a leaked password waiting to happen.
+            raise Unauthorized("Token lifetime exceeds the allowed maximum")
         subject = claims["sub"]
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
             raise Unauthorized("Invalid or expired token")

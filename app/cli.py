@@ -286,9 +286,14 @@ def cmd_login(args: argparse.Namespace) -> None:
     api = Api(args.url.rstrip("/"), token)
     api.call("GET", "/images", query={"limit": "1"})  # proves URL and token work
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"url": api.url, "token": token}))
-    path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # a bearer token is a password
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A bearer token is a password: the file is private from its first byte, whatever
+    # the umask (chmod after writing would leave a moment when others could read it).
+    private = stat.S_IRUSR | stat.S_IWUSR
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, private)
+    with os.fdopen(descriptor, "w") as config:
+        os.fchmod(config.fileno(), private)  # a file from before may be wider; still empty
+        config.write(json.dumps({"url": api.url, "token": token}))
     _out(args, {"url": api.url, "config": str(path)}, f"logged in to {api.url}")
 
 

@@ -13,6 +13,25 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
 
 Seconds = Annotated[int, Field(ge=1)]
 
+# uvicorn closes idle keep-alive connections after this. Its default (5 s) equals the
+# idle expiry of common client pools (httpx, Node), so a client would now and then
+# reuse a connection the server is closing: a reset on a POST nobody retries. Longer
+# than any client's pool (and than load balancers' 60 s) leaves closing to the client.
+KEEP_ALIVE_SECONDS = 75
+
+# Lambda's synchronous invocation payload limit (request and response, each).
+LAMBDA_PAYLOAD_BYTES = 6 * MiB
+# The rest of the event around the body: headers (API Gateway allows 10 KiB of them),
+# the request context, the JSON of it all.
+EVENT_ENVELOPE_BYTES = 32 * 1024
+# The multipart framing around the file: boundaries, part headers, and the form fields at
+# their longest (title 200, description 2,000, 20 tags of 50 characters).
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
+# The largest file that still fits once base64 has made 4 bytes of every 3: about 4.4 MiB.
+DIRECT_UPLOAD_CEILING = (
+    LAMBDA_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES
+) * 3 // 4 - MULTIPART_OVERHEAD_BYTES
+
 
 class Settings(BaseSettings):
     """Everything the service can be told. Env prefix `IMAGES_`, plus boto3's standard
@@ -45,6 +64,8 @@ class Settings(BaseSettings):
     jwt_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Refuse tokens meant to live longer than this (exp - iat); none by default.
+    jwt_max_lifetime_seconds: int | None = Field(default=None, ge=60)
     # Signs list cursors; defaults to a key derived from the JWT secret.
     cursor_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
 
@@ -89,15 +110,17 @@ class Settings(BaseSettings):
     # Bytes read from the start of an object to verify its type and dimensions.
     verify_prefix_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
 
-    # Largest file POST /images/direct takes: under Lambda's 6 MB payload limit once
-    # API Gateway has base64-encoded it.
-    max_direct_bytes: int = Field(default=5 * MiB, ge=1, le=6 * MiB)
+    # Largest file POST /images/direct takes. Lambda's 6 MB limit applies to the whole
+    # event, and API Gateway sends the body base64-encoded: see DIRECT_UPLOAD_CEILING.
+    max_direct_bytes: int = Field(default=DIRECT_UPLOAD_CEILING, ge=1, le=DIRECT_UPLOAD_CEILING)
 
     # Serving.
     # Stage prefix under API Gateway (e.g. "/prod"): stripped from request paths, and
     # the root path the OpenAPI docs are served under.
     api_base_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Trace every AWS call as an X-Ray subsegment (Lambda's active tracing on top).
+    xray: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     s3_public_endpoint_url: str | None = None
@@ -126,6 +149,16 @@ class Settings(BaseSettings):
         if self.upload_deadline_seconds < self.upload_url_ttl_seconds:
             raise ValueError("upload_deadline_seconds must be at least upload_url_ttl_seconds")
         return self
+
+    @property
+    def largest_upload(self) -> int:
+        """The largest `size` POST /images accepts (the schema publishes it): bigger could
+        never be stored, whatever the user has stored so far."""
+        return min(self.max_upload_bytes, self.max_bytes_per_user, self.max_pending_bytes)
+
+    @property
+    def largest_direct_upload(self) -> int:
+        return min(self.max_direct_bytes, self.max_bytes_per_user, self.max_pending_bytes)
 
     @property
     def s3_endpoint(self) -> str | None:

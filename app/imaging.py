@@ -334,3 +334,18 @@ def inspect_image(prefix: bytes, content_type: str, total_size: int) -> Dimensio
     if dims.width < 1 or dims.height < 1:
         raise InvalidImage("The uploaded image has no width or height")
     return dims
+
+
+# Most specific first: image/heif would also take HEIC and AVIF bytes.
+_IDENTIFY_ORDER = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/avif")
+
+
+def identify(prefix: bytes, total_size: int) -> str | None:
+    """The type whose header these bytes carry, for a client that did not say."""
+    for content_type in _IDENTIFY_ORDER:
+        try:
+            inspect_image(prefix, content_type, total_size)
+        except InvalidImage:
+            continue
+        return content_type
+    return None

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.main import create_app
+from app.tracing import enable_xray
 
 # Leave this much of the invocation's time to report back before Lambda stops it.
 SWEEP_MARGIN_SECONDS = 5
@@ -36,6 +37,8 @@ def _served_under(root_path: str, asgi: ASGI) -> ASGI:
 
 
 settings = Settings()
+if settings.xray:
+    enable_xray()
 app = create_app(settings)
 asgi_handler = Mangum(
     _served_under(settings.api_base_path, app) if settings.api_base_path else app,

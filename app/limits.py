@@ -5,10 +5,12 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.asgi import HttpMiddleware
+
 _TOO_LARGE = json.dumps({"detail": "Request body too large"}).encode()
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """413 for a body over `limit_for(path)` bytes.
 
     A declared Content-Length is checked up front. A body without one (chunked, or as
@@ -17,13 +19,10 @@ class BodySizeLimit:
     """
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
-        self._app = app
+        super().__init__(app)
         self._limit_for = limit_for
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self._limit_for(scope["path"])
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")

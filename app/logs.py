@@ -15,11 +15,31 @@ import uuid
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from app.asgi import HttpMiddleware
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("app.access")
+
+# Libraries whose DEBUG (and some INFO) lines carry secrets or user data: botocore logs
+# canonical requests with signatures and request bodies (items, tags), urllib3 and httpx
+# log URLs with presigned queries, moto and werkzeug every emulated call. They stay at
+# WARNING whatever IMAGES_LOG_LEVEL says: at DEBUG the service's own lines are enough.
+QUIET_LIBRARIES = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "aws_xray_sdk",
+    "moto",
+    "werkzeug",
+    "multipart",
+    "PIL",
+)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -55,6 +75,8 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != "app-json"] + [handler]
     root.setLevel(level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers = []
@@ -63,16 +85,10 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-class RequestContext:
-    """Pure ASGI middleware: set the request id, echo it, write one access line."""
+class RequestContext(HttpMiddleware):
+    """Set the request id, echo it, write one access line."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         lambda_context = scope.get("aws.context")
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = (

@@ -7,14 +7,14 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from app import api
 from app.auth import TokenVerifier
-from app.config import Settings
+from app.config import MULTIPART_OVERHEAD_BYTES, Settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.logs import RequestContext, configure_logging
@@ -31,6 +31,11 @@ FAVICON = STATIC.joinpath("favicon.png").read_bytes()
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Pages outside the schema have no tag; their ids are never published.
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
 def _cursor_secret(settings: Settings) -> bytes:
@@ -52,7 +57,7 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         schema = generate()
         size = schema["components"]["schemas"]["CreateImageRequest"]["properties"]["size"]
-        size["maximum"] = min(settings.max_upload_bytes, settings.max_bytes_per_user)
+        size["maximum"] = settings.largest_upload
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -60,36 +65,26 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
 
 def _add_pages(app: FastAPI, demo_token: str | None) -> None:
     """The gallery at / and the OpenAPI docs, both from files shipped in the package: no
-    CDN, so they work offline and under a strict Content-Security-Policy."""
+    CDN, so they work offline, and no inline script, so they work under the strict
+    Content-Security-Policy every response carries (app/security.py)."""
     index = STATIC.joinpath("index.html").read_text()
     if demo_token:
         index = index.replace(
             "</head>", f'  <meta name="demo-token" content="{html.escape(demo_token)}">\n</head>'
         )
-    page_headers = {
-        # Presigned URLs point at S3 (or the emulator): images and PUTs go there.
-        "Content-Security-Policy": "default-src 'self'; img-src 'self' https: http: data:; "
-        "connect-src 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-    }
+    docs_page = STATIC.joinpath("docs.html").read_text()
+    no_store = {"Cache-Control": "no-store"}
 
     @app.get("/", include_in_schema=False)
     def gallery() -> HTMLResponse:
-        return HTMLResponse(index, headers=page_headers)
+        return HTMLResponse(index, headers=no_store)
 
     # Endpoints must not close over `app`: FastAPI caches facts about each endpoint in a
     # module-level lru_cache keyed by the function, which would keep every app alive.
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}{request.app.openapi_url}",
-            title=f"{request.app.title} - API",
-            swagger_js_url=f"{root}/static/vendor/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/static/vendor/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=f"{root}/favicon.ico",
-        )
+        root = html.escape(request.scope.get("root_path", "").rstrip("/"))
+        return HTMLResponse(docs_page.replace("{root}", root), headers=no_store)
 
     app.mount("/static", StaticFiles(packages=[("app", "static")]), name="static")
 
@@ -112,6 +107,8 @@ def create_app(
         summary="Upload, list, download and delete images through presigned S3 URLs.",
         docs_url=None,  # served from the package below, not from a CDN
         redoc_url=None,
+        # Readable ids ("images-create"): what generated clients name their functions.
+        generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
@@ -122,7 +119,7 @@ def create_app(
     )
     app.state.maintenance = Maintenance(service, storage, settings)
     install_error_handlers(app)
-    multipart_limit = settings.max_direct_bytes + 64 * 1024  # the file plus form fields
+    multipart_limit = settings.max_direct_bytes + MULTIPART_OVERHEAD_BYTES
     app.add_middleware(
         BodySizeLimit,
         limit_for=lambda path: (
@@ -135,7 +132,7 @@ def create_app(
 
     _publish_limits(app, settings)
 
-    @app.get("/health", tags=["meta"])
+    @app.get("/health", tags=["meta"], name="health")
     def health() -> Health:
         """Liveness: the process is up and serving."""
         return Health()

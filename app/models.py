@@ -184,6 +184,9 @@ class ImageList(BaseModel):
     next_cursor: str | None
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"
+
+
 class ListQuery(BaseModel):
     """Filters for listing; every one is optional and all of them combine."""
 
@@ -194,8 +197,10 @@ class ListQuery(BaseModel):
         Annotated[
             str,
             Field(
-                min_length=1,
+                min_length=24,
                 max_length=1024,
+                # What CursorCodec writes: a base64url payload, a dot, a 16-byte MAC.
+                pattern=CURSOR_PATTERN,
                 description="`next_cursor` of the previous page, unchanged",
             ),
         ]

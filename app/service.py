@@ -64,7 +64,7 @@ class ImageService:
         self._table = storage.table
         self._objects = storage.objects
         self._listing = storage.listing
-        self._settings = settings
+        self._settings = self.settings = settings
         self._cursors = cursors
         self.clock = clock or _utcnow
         # Read at call time, so that a clock replaced later (tests, a bench) applies too.
@@ -80,18 +80,14 @@ class ImageService:
             raise image_not_found()
         return record
 
-    def _check_size(self, size: int, transfer_limit: int) -> None:
-        limits = self._settings
-        limit = min(transfer_limit, limits.max_bytes_per_user, limits.max_pending_bytes)
-        if size > limit:
-            raise TooLarge(f"size {size} exceeds the limit of {limit} bytes")
-
     def create(
         self, user_id: str, request: CreateImageRequest, idempotency_key: str | None = None
     ) -> tuple[CreateImageResponse, bool]:
         """The pending image and where to PUT its bytes; True if this replays an earlier
         request with the same Idempotency-Key (same image, fresh URL)."""
-        self._check_size(request.size, self._settings.max_upload_bytes)
+        # The API refuses a size over the published maximum first, as a field out of range.
+        if request.size > self._settings.largest_upload:
+            raise TooLarge(f"size {request.size} exceeds {self._settings.largest_upload} bytes")
         moment = self.clock()
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request), moment
@@ -113,7 +109,9 @@ class ImageService:
         """The one-request upload for small files: verified before anything is written,
         then stored exactly as a presigned upload and its confirm would store it. A replay
         finishes whatever the first attempt did not."""
-        self._check_size(len(data), self._settings.max_direct_bytes)
+        limit = self._settings.largest_direct_upload
+        if len(data) > limit:
+            raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
         prefix = data[: self._settings.verify_prefix_bytes]
         dims = self.confirmation.verify(prefix, request, len(data), "")
         record, replayed = self._register(

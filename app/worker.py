@@ -29,6 +29,7 @@ from app.render import Undecodable, render
 from app.storage import Storage
 from app.storage.clients import AwsClients
 from app.storage.objects import ObjectHead
+from app.tracing import enable_xray
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ def start_in_background(settings: Settings, clients: AwsClients) -> threading.Ev
 def _lambda_worker() -> Worker:
     settings = Settings()
     configure_logging(settings.log_level)
+    if settings.xray:
+        enable_xray()
     return build(settings)
 
 

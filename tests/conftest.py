@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from tests.servers import (
     running,
     uvicorn_command,
 )
+from tests.stores import Stores
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
@@ -131,6 +133,11 @@ def app(make_app: AppFactory) -> FastAPI:
 def clients(app: FastAPI) -> AwsClients:
     aws_clients: AwsClients = app.state.clients
     return aws_clients
+
+
+@pytest.fixture
+def stores(clients: AwsClients, settings: Settings) -> Stores:
+    return Stores(clients, settings)
 
 
 @pytest.fixture
@@ -266,16 +273,17 @@ def aws_endpoint() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def service_env(aws_endpoint: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]  # never collide with anything on a shared endpoint
+def _provisioned(prefix: str, endpoints: dict[str, str]) -> dict[str, str]:
+    """The service's environment against these endpoints, its resources created by the
+    service's own command, under names no other run uses (endpoints may be shared)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     env = {
         **BASE_ENV,
-        "AWS_ENDPOINT_URL": aws_endpoint,
+        **endpoints,
         "IMAGES_JWT_SECRET": SECRET,
-        "IMAGES_BUCKET": f"images-test-{suffix}",
-        "IMAGES_TABLE": f"images-test-{suffix}",
-        "IMAGES_QUEUE": f"uploads-test-{suffix}",
+        "IMAGES_BUCKET": name,
+        "IMAGES_TABLE": name,
+        "IMAGES_QUEUE": name,
     }
     subprocess.run(
         [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
@@ -283,14 +291,26 @@ def service_env(aws_endpoint: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def api(service_env: dict[str, str]) -> Iterator[httpx.Client]:
+@contextmanager
+def _served(env: dict[str, str]) -> Iterator[httpx.Client]:
+    """The container's uvicorn command in this environment, and a client for it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with (
-        running(uvicorn_command(port), service_env, f"{base}/health"),
+        running(uvicorn_command(port), env, f"{base}/health"),
         httpx.Client(base_url=base, timeout=10) as client,
     ):
+        yield client
+
+
+@pytest.fixture(scope="session")
+def service_env(aws_endpoint: str) -> dict[str, str]:
+    return _provisioned("images-test", {"AWS_ENDPOINT_URL": aws_endpoint})
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str]) -> Iterator[httpx.Client]:
+    with _served(service_env) as client:
         yield client
 
 
@@ -314,32 +334,20 @@ def enforcing_s3() -> Iterator[str]:
 def strict_env(enforcing_s3: str, aws_endpoint: str) -> dict[str, str]:
     """The service's environment: S3 and SQS on LocalStack (real bucket notifications),
     DynamoDB on the embedded emulator (LocalStack's DynamoDB needs a Java download)."""
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        **BASE_ENV,
-        **LOCALSTACK_CREDENTIALS,
-        "AWS_ENDPOINT_URL_S3": enforcing_s3,
-        "AWS_ENDPOINT_URL_SQS": enforcing_s3,
-        "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
-        "IMAGES_JWT_SECRET": SECRET,
-        "IMAGES_BUCKET": f"strict-{suffix}",
-        "IMAGES_TABLE": f"strict-{suffix}",
-        "IMAGES_QUEUE": f"strict-{suffix}",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "app", "create-resources"], env=env, check=True, capture_output=True
+    return _provisioned(
+        "strict",
+        {
+            **LOCALSTACK_CREDENTIALS,
+            "AWS_ENDPOINT_URL_S3": enforcing_s3,
+            "AWS_ENDPOINT_URL_SQS": enforcing_s3,
+            "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
+        },
     )
-    return env
 
 
 @pytest.fixture(scope="session")
 def strict_api(strict_env: dict[str, str]) -> Iterator[httpx.Client]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with (
-        running(uvicorn_command(port), strict_env, f"{base}/health"),
-        httpx.Client(base_url=base, timeout=10) as client,
-    ):
+    with _served(strict_env) as client:
         yield client
 
 

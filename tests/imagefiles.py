@@ -84,3 +84,18 @@ def isobmff(
     )
     ftyp = _box(b"ftyp", brand + bytes(4) + compatible + brand)
     return ftyp + meta + _box(b"mdat", b"")
+
+
+def png_of_size(size: int) -> bytes:
+    """A valid PNG of exactly `size` bytes: a small image, padded with a private
+    ancillary chunk (decoders skip it) before IEND."""
+    image = make_image("image/png", width=16, height=12)
+    iend = image[-12:]
+    padding = size - len(image) - 12
+    if padding < 0:
+        raise ValueError(f"a PNG cannot be as small as {size} bytes")
+    body = bytes(padding)
+    chunk = (
+        struct.pack(">I", padding) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
+    )
+    return image[:-12] + chunk + iend

@@ -12,6 +12,7 @@ from typing import IO, TypeVar
 
 import httpx2 as httpx
 
+from app.config import KEEP_ALIVE_SECONDS
 from app.local import free_port
 
 T = TypeVar("T")
@@ -122,6 +123,8 @@ def uvicorn_command(port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
     ]
 
 

@@ -34,6 +34,41 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert not any("user_id" in str(op.get("parameters", "")) for op in operations)
 
 
+def test_openapi_names_operations_readably(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    ids = {
+        f"{method.upper()} {path}": operation["operationId"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    assert ids == {
+        "POST /images": "images-create",
+        "GET /images": "images-list",
+        "POST /images/direct": "images-upload-direct",
+        "GET /images/{image_id}": "images-get",
+        "DELETE /images/{image_id}": "images-delete",
+        "POST /images/{image_id}/confirm": "images-confirm",
+        "GET /images/{image_id}/download": "images-download",
+        "GET /health": "meta-health",
+    }
+
+
+def test_openapi_links_lead_from_create_to_the_image_operations(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    links = paths["/images"]["post"]["responses"]["201"]["links"]
+    assert {name: link["operationId"] for name, link in links.items()} == {
+        "confirm": "images-confirm",
+        "get": "images-get",
+        "download": "images-download",
+        "delete": "images-delete",
+    }
+    assert {link["parameters"]["image_id"] for link in links.values()} == {
+        "$response.body#/image/id"
+    }
+
+
 def test_openapi_declares_bearer_auth(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
 
@@ -154,3 +189,41 @@ def test_apps_are_freed_when_dropped() -> None:
         TestClient(create_app(Settings(jwt_secret="s" * 40))).get("/docs")
 
     assert alive() == before
+
+
+SECURITY_HEADERS = (
+    "content-security-policy",
+    "x-content-type-options",
+    "referrer-policy",
+    "x-frame-options",
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/index.html",
+        "/static/gallery.js",
+        "/static/gallery.css",
+        "/static/docs.js",
+        "/static/vendor/swagger-ui/swagger-ui.css",
+        "/docs",
+        "/favicon.ico",
+        "/openapi.json",
+        "/health",
+        "/images",
+        "/no-such-page",
+    ],
+)
+def test_every_response_carries_the_gallerys_security_headers(
+    client: TestClient, path: str
+) -> None:
+    page = client.get("/")
+
+    response = client.get(path)
+
+    assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == {
+        name: page.headers[name] for name in SECURITY_HEADERS
+    }
+    assert "script-src" not in page.headers["content-security-policy"]  # 'self' only
+    assert "unsafe-inline" not in page.headers["content-security-policy"]

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.auth import TokenVerifier
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import SECRET, bearer
+from tests.conftest import SECRET, AppFactory, bearer
 
 
 def _token(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
@@ -182,3 +182,22 @@ def test_token_verified_before_is_refused_once_expired(
 
     assert first.status_code == 200
     assert again.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "status"),
+    [(3600, 200), (3601, 401), (None, 401)],
+    ids=["within", "too-long", "no-iat"],
+)
+def test_maximum_token_lifetime_when_configured(
+    make_app: AppFactory, lifetime: int | None, status: int
+) -> None:
+    client = TestClient(make_app(jwt_max_lifetime_seconds=3600))
+    now = int(time.time())
+    claims = _claims(exp=now + 60)
+    if lifetime is not None:
+        claims["iat"] = now + 60 - lifetime
+
+    response = _get(client, _token(claims))
+
+    assert response.status_code == status

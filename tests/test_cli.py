@@ -229,3 +229,30 @@ def test_get_a_variant_once_the_worker_made_it(
     assert got["path"] == "v.thumb.webp"
     with Image.open(tmp_path / "v.thumb.webp") as thumb:
         assert (thumb.format, thumb.size) == ("WEBP", (320, 200))
+
+
+def test_login_writes_the_token_private_from_the_start(
+    tmp_path: Path, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never written first and chmod-ed after: with no chmod to call and no umask to help,
+    the file is still private."""
+    from app import cli  # noqa: PLC0415
+
+    def no_chmod(*_: Any, **__: Any) -> None:
+        raise AssertionError("chmod after writing leaves the token readable for a moment")
+
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    token = issue_token(Settings(jwt_secret=SECRET), "private", 600)
+    previous = os.umask(0)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["login", "--url", str(api.base_url), "--token", token])
+    finally:
+        os.umask(previous)
+
+    config = tmp_path / "config" / "images" / "config.json"
+    assert exited.value.code == 0
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert json.loads(config.read_text())["token"] == token

@@ -7,11 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.storage.clients import AwsClients
-from app.storage.items import object_key
 from tests.conftest import Uploader
-from tests.stores import usage
+from tests.stores import Stores
 
 
 @pytest.fixture(autouse=True)
@@ -40,11 +37,7 @@ def _together(*calls: Callable[[], Any]) -> list[Any]:
 
 
 def test_concurrent_confirms_agree_and_count_once(
-    client: TestClient,
-    alice: dict[str, str],
-    pending: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], pending: Uploader, stores: Stores
 ) -> None:
     image_id = pending(alice)["id"]
 
@@ -54,15 +47,11 @@ def test_concurrent_confirms_agree_and_count_once(
 
     assert [r.status_code for r in responses] == [200] * 8
     assert len({r.text for r in responses}) == 1
-    assert usage(clients, settings, "alice")[0] == 1
+    assert stores.usage("alice")[0] == 1
 
 
 def test_concurrent_deletes_are_all_204_and_remove_once(
-    client: TestClient,
-    alice: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], upload: Uploader, stores: Stores
 ) -> None:
     image = upload(alice)
     upload(alice)
@@ -73,15 +62,11 @@ def test_concurrent_deletes_are_all_204_and_remove_once(
 
     assert [r.status_code for r in responses] == [204] * 8
     assert client.get(f"/images/{image['id']}", headers=alice).status_code == 404
-    assert usage(clients, settings, "alice")[0] == 1
+    assert stores.usage("alice")[0] == 1
 
 
 def test_confirm_racing_delete_never_resurrects(
-    client: TestClient,
-    alice: dict[str, str],
-    pending: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], pending: Uploader, stores: Stores
 ) -> None:
     outcomes = set()
     for _ in range(15):
@@ -96,7 +81,7 @@ def test_confirm_racing_delete_never_resurrects(
         assert confirm.status_code in (200, 404)
         assert delete.status_code == 204
         assert client.get(f"/images/{image_id}", headers=alice).status_code == 404
-        listing = clients.s3.list_objects_v2(Bucket=settings.bucket, Prefix=object_key(image_id))
-        assert listing.get("KeyCount", 0) == 0
+        assert not stores.has_object(image_id)
     assert client.get("/images", headers=alice).json()["items"] == []
-    assert usage(clients, settings, "alice")[0] == 0
+    assert stores.usage("alice")[0] == 0
+

@@ -1,15 +1,16 @@
 """POST /images/{id}/confirm: presence, size, real image bytes, idempotency."""
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.storage.clients import AwsClients
 from tests.conftest import Uploader
 from tests.imagefiles import FORMATS, make_image
-from tests.stores import has_object
+from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -57,12 +58,7 @@ def test_confirm_before_upload_is_409(
 
 
 def test_confirm_size_mismatch_is_422_and_deletes_object(
-    client: TestClient,
-    alice: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes, stores: Stores
 ) -> None:
     data = make_image()
     image = create(alice, data=data)
@@ -72,7 +68,7 @@ def test_confirm_size_mismatch_is_422_and_deletes_object(
 
     assert response.status_code == 422
     assert "declared" in response.json()["detail"]
-    assert not has_object(clients, settings, image["id"])
+    assert not stores.has_object(image["id"])
 
 
 @pytest.mark.parametrize(
@@ -88,9 +84,8 @@ def test_confirm_non_image_bytes_is_422_and_deletes_object(
     alice: dict[str, str],
     create: Uploader,
     put_bytes: PutBytes,
-    clients: AwsClients,
-    settings: Settings,
     fake: bytes,
+    stores: Stores,
 ) -> None:
     image = create(alice, data=fake)
     put_bytes(image["id"], fake, "image/png")
@@ -99,7 +94,7 @@ def test_confirm_non_image_bytes_is_422_and_deletes_object(
 
     assert response.status_code == 422
     assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
-    assert not has_object(clients, settings, image["id"])
+    assert not stores.has_object(image["id"])
 
 
 def test_confirm_other_format_than_declared_is_422(
@@ -163,3 +158,48 @@ def test_confirm_unknown_id_is_404(client: TestClient, alice: dict[str, str]) ->
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Image not found"}
+
+
+@pytest.fixture
+def s3_refuses_reads(clients: AwsClients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What S3 answers a caller that may not list the bucket, for any key: 403."""
+
+    def denied(**_: Any) -> Any:
+        raise ClientError(
+            {
+                "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            },
+            "GetObject",
+        )
+
+    monkeypatch.setattr(clients.s3, "get_object", denied)
+
+
+def test_confirm_before_upload_is_409_when_s3_answers_403_for_the_missing_key(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    s3_refuses_reads: None,
+) -> None:
+    image = create(alice)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 409
+    assert "PUT" in response.json()["detail"]
+
+
+def test_confirm_when_s3_refuses_an_uploaded_object_is_503(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    s3_refuses_reads: None,
+) -> None:
+    """The object is there (a listing shows it): a real refusal, not "nothing uploaded"."""
+    image = pending(alice)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 503
+    assert "AccessDenied" in response.json()["detail"]

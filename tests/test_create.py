@@ -145,13 +145,20 @@ def test_create_rejects_other_types(
     assert response.json()["detail"][0]["loc"] == ["body", "content_type"]
 
 
-def test_create_rejects_size_over_limit(
+def test_create_size_over_the_published_maximum_is_422(
     client: TestClient, alice: dict[str, str], settings: Settings
 ) -> None:
-    response = _post(client, alice, size=settings.max_upload_bytes + 1)
+    """The schema publishes the maximum: beyond it is a field out of range, like any."""
+    maximum = client.get("/openapi.json").json()["components"]["schemas"]["CreateImageRequest"][
+        "properties"
+    ]["size"]["maximum"]
 
-    assert response.status_code == 413
-    assert "exceeds the limit" in response.json()["detail"]
+    response = _post(client, alice, size=maximum + 1)
+
+    assert maximum == settings.largest_upload
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "size"]
+    assert str(maximum) in response.json()["detail"][0]["msg"]
 
 
 def test_create_accepts_size_at_limit(

@@ -2,18 +2,12 @@
 
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.storage.clients import AwsClients
 from tests.conftest import Uploader
-from tests.stores import stored
+from tests.stores import Stores
 
 
 def test_delete_removes_record_and_object(
-    client: TestClient,
-    alice: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], upload: Uploader, stores: Stores
 ) -> None:
     image = upload(alice)
 
@@ -21,7 +15,7 @@ def test_delete_removes_record_and_object(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert stored(clients, settings, image["id"]) == (False, False)
+    assert stores.stored(image["id"]) == (False, False)
 
 
 def test_delete_then_get_is_404(
@@ -51,34 +45,25 @@ def test_delete_unknown_id_is_204(client: TestClient, alice: dict[str, str]) -> 
 
 
 def test_delete_pending_image_removes_record(
-    client: TestClient,
-    alice: dict[str, str],
-    create: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], create: Uploader, stores: Stores
 ) -> None:
     image = create(alice)
 
     response = client.delete(f"/images/{image['id']}", headers=alice)
 
     assert response.status_code == 204
-    assert stored(clients, settings, image["id"]) == (False, False)
+    assert stores.stored(image["id"]) == (False, False)
 
 
 def test_delete_other_users_image_is_204_and_keeps_it(
-    client: TestClient,
-    alice: dict[str, str],
-    bob: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], upload: Uploader, stores: Stores
 ) -> None:
     image = upload(alice)
 
     response = client.delete(f"/images/{image['id']}", headers=bob)
 
     assert response.status_code == 204
-    assert stored(clients, settings, image["id"]) == (True, True)
+    assert stores.stored(image["id"]) == (True, True)
     assert client.get(f"/images/{image['id']}", headers=alice).json() == image
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from app.auth import issue_token
-from app.config import Settings
+from app.config import KEEP_ALIVE_SECONDS, Settings
 from app.local import free_port
 from tests.imagefiles import make_image
 from tests.servers import BASE_ENV, running, wait_for
@@ -68,6 +68,7 @@ def test_dockerfile_serves_the_factory_on_8080() -> None:
     assert command[:3] == ["uvicorn", "app.main:create_app", "--factory"]
     assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - in a container
     assert command[command.index("--port") + 1] == "8080"
+    assert command[command.index("--timeout-keep-alive") + 1] == str(KEEP_ALIVE_SECONDS)
 
 
 def test_dockerfile_has_a_healthcheck_on_health() -> None:

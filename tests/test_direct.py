@@ -12,6 +12,7 @@ from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET, bearer
 from tests.imagefiles import make_image
+from tests.stores import Stores
 
 
 def _post(
@@ -67,7 +68,11 @@ def test_direct_upload_is_ready_and_downloadable(client: TestClient, alice: dict
 
 
 def test_direct_upload_of_non_image_is_422_and_stores_nothing(
-    client: TestClient, alice: dict[str, str], clients: AwsClients, settings: Settings
+    client: TestClient,
+    alice: dict[str, str],
+    clients: AwsClients,
+    settings: Settings,
+    stores: Stores,
 ) -> None:
     fake = b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(500, b" ")
 
@@ -76,7 +81,7 @@ def test_direct_upload_of_non_image_is_422_and_stores_nothing(
     assert response.status_code == 422
     assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
     assert _records(clients, settings) == 0
-    assert clients.s3.list_objects_v2(Bucket=settings.bucket).get("KeyCount", 0) == 0
+    assert stores.keys() == []
 
 
 def test_direct_upload_of_other_type_is_422(client: TestClient, alice: dict[str, str]) -> None:
@@ -143,3 +148,28 @@ def test_direct_upload_round_trips(
     assert aws_calls == Counter(
         {"dynamodb.TransactWriteItems": 2, "s3.PutObject": 1, "s3.PutObjectTagging": 1}
     )
+
+
+@pytest.mark.parametrize("part_type", [None, "application/octet-stream"])
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "image/heic", "image/avif"])
+def test_direct_upload_without_an_image_type_takes_it_from_the_bytes(
+    client: TestClient, alice: dict[str, str], part_type: str | None, content_type: str
+) -> None:
+    data = make_image(content_type, width=30, height=20)
+    part = ("photo", data) if part_type is None else ("photo", data, part_type)
+
+    response = client.post("/images/direct", headers=alice, files={"file": part})
+
+    assert response.status_code == 201, response.text
+    assert (response.json()["content_type"], response.json()["width"]) == (content_type, 30)
+
+
+def test_direct_upload_of_unknown_bytes_without_a_type_is_422(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    response = client.post(
+        "/images/direct", headers=alice, files={"file": ("notes", b"just some text" * 10)}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "content_type"]

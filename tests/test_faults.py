@@ -7,6 +7,7 @@ happens but its answer is lost (a read timeout after the write landed), the nast
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from app.config import Settings
 from app.storage.clients import AwsClients
 from tests.conftest import Clock, Uploader
 from tests.imagefiles import make_image
-from tests.stores import fire_ttl, has_object, record, sweep_index, tags, usage
+from tests.stores import Stores
 
 CONFIRM_STEPS = [
     ("dynamodb", "get_item"),
@@ -67,55 +68,69 @@ def fail_once(
 
 
 @pytest.fixture
-def converge(
-    app: FastAPI, clients: AwsClients, settings: Settings, clock: Clock
-) -> Callable[[], None]:
+def converge(app: FastAPI, settings: Settings, clock: Clock, stores: Stores) -> Callable[[], None]:
     """Let everything that can happen later happen at its worst: the grace period and
     every deadline pass, DynamoDB's TTL deletes whatever it may, then the sweep runs."""
 
     def run() -> None:
         clock.advance(settings.upload_deadline_seconds + settings.idempotency_ttl_seconds + 1)
-        fire_ttl(clients, settings, int(clock.now.timestamp()))
+        stores.fire_ttl(int(clock.now.timestamp()))
         report = app.state.maintenance.sweep()
         assert (report.failed, report.complete) == (0, True)
 
     return run
 
 
-def _no_drift(app: FastAPI, user: str) -> bool:
-    result = app.state.maintenance.reconcile(user)
-    return not result.drift
+@dataclass(frozen=True)
+class Faults:
+    """What a fault test drives (the API, a failure armed once, everything that happens
+    later) and what it inspects (the stores, the quota's drift)."""
+
+    client: TestClient
+    stores: Stores
+    fail_once: Callable[[str, str, bool], None]
+    converge: Callable[[], None]
+    app: FastAPI
+
+    def no_drift(self, user: str) -> bool:
+        return not self.app.state.maintenance.reconcile(user).drift
+
+    def every_listed_image_downloads(self, headers: dict[str, str]) -> bool:
+        items = self.client.get("/images", headers=headers).json()["items"]
+        return all(self.stores.has_object(item["id"]) for item in items)
+
+    def assert_gone(self, image_id: str, user: str) -> None:
+        """Record, bytes and quota all given back, and the counters agree."""
+        assert self.stores.record(image_id) is None
+        assert not self.stores.has_object(image_id)
+        assert self.stores.usage(user) == (0, 0)
+        assert self.no_drift(user)
 
 
-def _every_listed_image_downloads(
-    client: TestClient, headers: dict[str, str], clients: AwsClients, settings: Settings
-) -> bool:
-    items = client.get("/images", headers=headers).json()["items"]
-    return all(has_object(clients, settings, item["id"]) for item in items)
+@pytest.fixture
+def faults(
+    app: FastAPI,
+    client: TestClient,
+    stores: Stores,
+    fail_once: Callable[[str, str, bool], None],
+    converge: Callable[[], None],
+) -> Faults:
+    return Faults(client, stores, fail_once, converge, app)
 
 
 @FAILURE_MODES
 @pytest.mark.parametrize(("service", "method"), CONFIRM_STEPS)
 def test_confirm_fault_then_retry_ends_ready_tagged_and_counted_once(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    pending: Uploader,
-    clients: AwsClients,
-    settings: Settings,
-    fail_once: Any,
-    converge: Callable[[], None],
-    service: str,
-    method: str,
-    after: bool,
+    faults: Faults, alice: dict[str, str], pending: Uploader, service: str, method: str, after: bool
 ) -> None:
+    client, stores = faults.client, faults.stores
     image = pending(alice)
-    fail_once(service, method, after)
+    faults.fail_once(service, method, after)
 
     first = client.post(f"/images/{image['id']}/confirm", headers=alice)
-    consistent_meanwhile = _every_listed_image_downloads(client, alice, clients, settings)
+    consistent_meanwhile = faults.every_listed_image_downloads(alice)
     retried = client.post(f"/images/{image['id']}/confirm", headers=alice)
-    converge()
+    faults.converge()
 
     expected = 200 if (service, method) in CONFIRM_SUCCEEDS_DESPITE else 503
     assert first.status_code == expected
@@ -125,129 +140,85 @@ def test_confirm_fault_then_retry_ends_ready_tagged_and_counted_once(
     assert consistent_meanwhile
     assert retried.status_code == 200
     assert retried.json()["status"] == "ready"
-    assert has_object(clients, settings, image["id"])
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
-    assert usage(clients, settings, "alice") == (1, image["size"])
-    assert sweep_index(clients, settings) == []
-    assert _no_drift(app, "alice")
+    assert stores.has_object(image["id"])
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.usage("alice") == (1, image["size"])
+    assert stores.sweep_index() == []
+    assert faults.no_drift("alice")
 
 
 @FAILURE_MODES
 @pytest.mark.parametrize(("service", "method"), DELETE_STEPS)
 def test_delete_fault_then_retry_leaves_nothing(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
-    fail_once: Any,
-    converge: Callable[[], None],
-    service: str,
-    method: str,
-    after: bool,
+    faults: Faults, alice: dict[str, str], upload: Uploader, service: str, method: str, after: bool
 ) -> None:
     image = upload(alice)
-    fail_once(service, method, after)
+    faults.fail_once(service, method, after)
 
-    failed = client.delete(f"/images/{image['id']}", headers=alice)
-    consistent_meanwhile = _every_listed_image_downloads(client, alice, clients, settings)
-    retried = client.delete(f"/images/{image['id']}", headers=alice)
-    converge()
+    failed = faults.client.delete(f"/images/{image['id']}", headers=alice)
+    consistent_meanwhile = faults.every_listed_image_downloads(alice)
+    retried = faults.client.delete(f"/images/{image['id']}", headers=alice)
+    faults.converge()
 
     assert failed.status_code == 503
     assert consistent_meanwhile
     assert retried.status_code == 204
-    assert record(clients, settings, image["id"]) is None
-    assert not has_object(clients, settings, image["id"])
-    assert usage(clients, settings, "alice") == (0, 0)
-    assert _no_drift(app, "alice")
+    faults.assert_gone(image["id"], "alice")
 
 
 @FAILURE_MODES
 @pytest.mark.parametrize(("service", "method"), DELETE_STEPS[1:])
 def test_delete_fault_never_retried_is_finished_by_the_sweep_even_after_ttl(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
-    fail_once: Any,
-    converge: Callable[[], None],
-    service: str,
-    method: str,
-    after: bool,
+    faults: Faults, alice: dict[str, str], upload: Uploader, service: str, method: str, after: bool
 ) -> None:
     """The client gives up after the record is hidden: nothing may rely on the TTL (it
     would drop the marker and strand the bytes and the quota)."""
     image = upload(alice)
-    fail_once(service, method, after)
+    faults.fail_once(service, method, after)
 
-    failed = client.delete(f"/images/{image['id']}", headers=alice)
-    converge()
+    failed = faults.client.delete(f"/images/{image['id']}", headers=alice)
+    faults.converge()
 
     assert failed.status_code == 503
-    assert record(clients, settings, image["id"]) is None
-    assert not has_object(clients, settings, image["id"])
-    assert usage(clients, settings, "alice") == (0, 0)
-    assert _no_drift(app, "alice")
+    faults.assert_gone(image["id"], "alice")
 
 
 def test_abandoned_upload_is_swept_with_its_quota_even_after_ttl(
-    app: FastAPI,
-    alice: dict[str, str],
-    pending: Uploader,
-    clients: AwsClients,
-    settings: Settings,
-    converge: Callable[[], None],
+    faults: Faults, alice: dict[str, str], pending: Uploader
 ) -> None:
     image = pending(alice)
 
-    converge()
+    faults.converge()
 
-    assert record(clients, settings, image["id"]) is None
-    assert not has_object(clients, settings, image["id"])
-    assert usage(clients, settings, "alice") == (0, 0)
-    assert _no_drift(app, "alice")
+    faults.assert_gone(image["id"], "alice")
 
 
 @FAILURE_MODES
 def test_create_fault_then_retry_creates_one_usable_image(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    fail_once: Any,
-    converge: Callable[[], None],
-    after: bool,
+    faults: Faults, alice: dict[str, str], after: bool
 ) -> None:
     body = {"filename": "a.png", "content_type": "image/png", "size": 10}
-    fail_once("dynamodb", "transact_write_items", after)
+    faults.fail_once("dynamodb", "transact_write_items", after)
 
-    failed = client.post("/images", json=body, headers=alice)
-    retried = client.post("/images", json=body, headers=alice)
-    fetched = client.get(f"/images/{retried.json()['image']['id']}", headers=alice)
-    converge()
+    failed = faults.client.post("/images", json=body, headers=alice)
+    retried = faults.client.post("/images", json=body, headers=alice)
+    fetched = faults.client.get(f"/images/{retried.json()['image']['id']}", headers=alice)
+    faults.converge()
 
     assert failed.status_code == 503
     assert retried.status_code == 201
     assert fetched.status_code == 200
-    assert _no_drift(app, "alice")
+    assert faults.no_drift("alice")
 
 
 @FAILURE_MODES
 def test_create_fault_retried_with_idempotency_key_makes_exactly_one_image(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    clients: AwsClients,
-    settings: Settings,
-    fail_once: Any,
-    after: bool,
+    faults: Faults, alice: dict[str, str], after: bool
 ) -> None:
+    client = faults.client
     body = {"filename": "a.png", "content_type": "image/png", "size": 10}
     headers = {**alice, "Idempotency-Key": "retry-me"}
-    fail_once("dynamodb", "transact_write_items", after)
+    faults.fail_once("dynamodb", "transact_write_items", after)
 
     failed = client.post("/images", json=body, headers=headers)
     retried = client.post("/images", json=body, headers=headers)
@@ -256,7 +227,7 @@ def test_create_fault_retried_with_idempotency_key_makes_exactly_one_image(
     assert failed.status_code == 503
     assert retried.status_code == 201
     assert [item["id"] for item in listed] == [retried.json()["image"]["id"]]
-    assert _no_drift(app, "alice")
+    assert faults.no_drift("alice")
 
 
 @pytest.mark.parametrize(
@@ -265,33 +236,25 @@ def test_create_fault_retried_with_idempotency_key_makes_exactly_one_image(
 )
 @FAILURE_MODES
 def test_direct_upload_fault_retried_with_idempotency_key_ends_ready_once(
-    app: FastAPI,
-    client: TestClient,
-    alice: dict[str, str],
-    clients: AwsClients,
-    settings: Settings,
-    fail_once: Any,
-    converge: Callable[[], None],
-    service: str,
-    method: str,
-    after: bool,
+    faults: Faults, alice: dict[str, str], service: str, method: str, after: bool
 ) -> None:
+    client, stores = faults.client, faults.stores
     data = make_image("image/png", width=9, height=7)
     headers = {**alice, "Idempotency-Key": "direct-1"}
     files = {"file": ("d.png", data, "image/png")}
-    fail_once(service, method, after)
+    faults.fail_once(service, method, after)
 
     client.post("/images/direct", files=files, headers=headers)
     retried = client.post("/images/direct", files=files, headers=headers)
     listed = client.get("/images", headers=alice).json()["items"]
-    converge()
+    faults.converge()
 
     assert retried.status_code == 201
     assert retried.json()["status"] == "ready"
     assert [item["id"] for item in listed] == [retried.json()["id"]]
-    assert tags(clients, settings, retried.json()["id"]) == [{"Key": "state", "Value": "ready"}]
-    assert usage(clients, settings, "alice") == (1, len(data))
-    assert _no_drift(app, "alice")
+    assert stores.tags(retried.json()["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.usage("alice") == (1, len(data))
+    assert faults.no_drift("alice")
 
 
 def test_transaction_conflict_is_retried(

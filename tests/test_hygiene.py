@@ -14,7 +14,7 @@ from app.storage.clients import AwsClients
 from app.storage.items import object_key
 from tests.conftest import SECRET, AppFactory, Clock, Uploader, bearer
 from tests.imagefiles import make_image
-from tests.stores import stored, tags
+from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -25,24 +25,18 @@ def _sweep(app: Any) -> int:
 
 
 def test_uploaded_object_carries_pending_tag(
-    alice: dict[str, str],
-    create: Uploader,
-    put_bytes: PutBytes,
-    clients: AwsClients,
-    settings: Settings,
+    alice: dict[str, str], create: Uploader, put_bytes: PutBytes, stores: Stores
 ) -> None:
     image = create(alice)
     put_bytes(image["id"], make_image(), "image/png")
 
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "pending"}]
 
 
-def test_confirm_tags_object_ready(
-    alice: dict[str, str], upload: Uploader, clients: AwsClients, settings: Settings
-) -> None:
+def test_confirm_tags_object_ready(alice: dict[str, str], upload: Uploader, stores: Stores) -> None:
     image = upload(alice)
 
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 def test_sweep_removes_abandoned_upload_from_both_stores(
@@ -50,9 +44,9 @@ def test_sweep_removes_abandoned_upload_from_both_stores(
     alice: dict[str, str],
     create: Uploader,
     put_bytes: PutBytes,
-    clients: AwsClients,
     settings: Settings,
     clock: Clock,
+    stores: Stores,
 ) -> None:
     image = create(alice)
     put_bytes(image["id"], make_image(), "image/png")
@@ -61,16 +55,16 @@ def test_sweep_removes_abandoned_upload_from_both_stores(
     removed = _sweep(app)
 
     assert removed == 1
-    assert stored(clients, settings, image["id"]) == (False, False)
+    assert stores.stored(image["id"]) == (False, False)
 
 
 def test_sweep_keeps_uploads_within_deadline(
     app: Any,
     alice: dict[str, str],
     create: Uploader,
-    clients: AwsClients,
     settings: Settings,
     clock: Clock,
+    stores: Stores,
 ) -> None:
     image = create(alice)
     clock.advance(settings.upload_deadline_seconds - 10)
@@ -78,7 +72,7 @@ def test_sweep_keeps_uploads_within_deadline(
     removed = _sweep(app)
 
     assert removed == 0
-    assert stored(clients, settings, image["id"]) == (True, False)
+    assert stores.stored(image["id"]) == (True, False)
 
 
 def test_sweep_never_touches_ready_images(
@@ -99,12 +93,7 @@ def test_sweep_never_touches_ready_images(
 
 
 def test_sweep_finishes_an_interrupted_delete(
-    app: Any,
-    alice: dict[str, str],
-    upload: Uploader,
-    clients: AwsClients,
-    settings: Settings,
-    clock: Clock,
+    app: Any, alice: dict[str, str], upload: Uploader, clock: Clock, stores: Stores
 ) -> None:
     image = upload(alice)
     app.state.storage.table.mark_deleting(image["id"], "alice", int(clock.now.timestamp()) + 3600)
@@ -113,7 +102,7 @@ def test_sweep_finishes_an_interrupted_delete(
     removed = _sweep(app)
 
     assert removed == 1
-    assert stored(clients, settings, image["id"]) == (False, False)
+    assert stores.stored(image["id"]) == (False, False)
 
 
 def test_confirm_after_deadline_is_404(

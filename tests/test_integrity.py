@@ -19,7 +19,7 @@ from app.storage.items import object_key, usage_key
 from app.storage.resources import SWEEP_SHARDS
 from tests.conftest import AppFactory, Clock, Uploader, bearer
 from tests.imagefiles import make_image
-from tests.stores import record, sweep_index, tags, usage
+from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
 
@@ -34,6 +34,7 @@ def test_put_after_confirm_is_refused_and_the_verified_bytes_stay(
     put_bytes: PutBytes,
     clients: AwsClients,
     settings: Settings,
+    stores: Stores,
 ) -> None:
     first = make_image("image/png", color="red")
     other = first[::-1]  # other bytes, the same size: what a stale retry would send
@@ -47,16 +48,16 @@ def test_put_after_confirm_is_refused_and_the_verified_bytes_stay(
     assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
     assert link
     assert stored["Body"].read() == first
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 def test_confirm_refused_after_deadline_leaves_the_object_tagged_pending(
     client: TestClient,
     alice: dict[str, str],
     pending: Uploader,
-    clients: AwsClients,
     settings: Settings,
     clock: Clock,
+    stores: Stores,
 ) -> None:
     """Tag ready only after the record is ready: a refused confirm leaves the bytes where
     the lifecycle rule (and the sweep) will reap them."""
@@ -66,28 +67,28 @@ def test_confirm_refused_after_deadline_leaves_the_object_tagged_pending(
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
     assert response.status_code == 404
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "pending"}]
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "pending"}]
 
 
 def test_confirmed_image_stays_in_sweep_index_until_finished(
     app: FastAPI,
     alice: dict[str, str],
     upload: Uploader,
-    clients: AwsClients,
     settings: Settings,
     clock: Clock,
+    stores: Stores,
 ) -> None:
     image = upload(alice)
     before_grace = app.state.maintenance.sweep()
-    still_due = sweep_index(clients, settings)
+    still_due = stores.sweep_index()
     clock.advance(settings.finish_grace_seconds + 1)
 
     after_grace = app.state.maintenance.sweep()
 
     assert (before_grace.finished, still_due) == (0, [image["id"]])
     assert (after_grace.finished, after_grace.removed) == (1, 0)
-    assert sweep_index(clients, settings) == []
-    assert "due_at" not in (record(clients, settings, image["id"]) or {})
+    assert stores.sweep_index() == []
+    assert "due_at" not in (stores.record(image["id"]) or {})
 
 
 def test_sweep_retags_a_ready_image_whose_tagging_failed(
@@ -99,6 +100,7 @@ def test_sweep_retags_a_ready_image_whose_tagging_failed(
     settings: Settings,
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
+    stores: Stores,
 ) -> None:
     image = pending(alice)
 
@@ -108,14 +110,14 @@ def test_sweep_retags_a_ready_image_whose_tagging_failed(
     with monkeypatch.context() as patch:
         patch.setattr(clients.s3, "put_object_tagging", down)
         confirmed = client.post(f"/images/{image['id']}/confirm", headers=alice)
-    tagged_meanwhile = tags(clients, settings, image["id"])
+    tagged_meanwhile = stores.tags(image["id"])
     clock.advance(settings.finish_grace_seconds + 1)
     app.state.maintenance.sweep()
 
     assert confirmed.status_code == 200
     assert confirmed.json()["status"] == "ready"
     assert tagged_meanwhile == [{"Key": "state", "Value": "pending"}]
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 # --- The sweep: bounded, fair across shards, resumable ---------------------------------
@@ -149,7 +151,7 @@ def _ticking_maintenance(app: FastAPI, settings: Settings) -> Maintenance:
 
 
 def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
-    make_app: AppFactory,
+    make_app: AppFactory, stores: Stores
 ) -> None:
     app = make_app(sweep_batch=5, max_pending_uploads=1000)
     settings: Settings = app.state.settings
@@ -166,12 +168,12 @@ def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
     assert report.complete is False
     assert report.backlog_shards == ["0"]
     assert report.due_seen >= report.removed
-    left = sweep_index(app.state.clients, settings)
+    left = stores.sweep_index()
     assert left
     assert all(image_id.startswith("0") for image_id in left)
 
 
-def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory) -> None:
+def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory, stores: Stores) -> None:
     app = make_app(sweep_batch=2, max_pending_uploads=1000)
     settings: Settings = app.state.settings
     now = app.state.service.now()
@@ -187,11 +189,11 @@ def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory) -> None:
     assert second.started_at_shard in first.backlog_shards
     assert second.complete is True
     assert first.removed + second.removed == 3 * len(SWEEP_SHARDS)
-    assert sweep_index(app.state.clients, settings) == []
+    assert stores.sweep_index() == []
 
 
 def test_sweep_tries_a_failing_item_once_per_run_and_finishes_the_rest(
-    app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, stores: Stores
 ) -> None:
     now = app.state.service.now()
     stuck, fine = "a" + "0" * 31, "a" + "1" * 31
@@ -210,7 +212,7 @@ def test_sweep_tries_a_failing_item_once_per_run_and_finishes_the_rest(
     report = app.state.maintenance.sweep()
 
     assert (report.removed, report.failed, report.complete) == (1, 1, True)
-    assert sweep_index(app.state.clients, settings) == [stuck]
+    assert stores.sweep_index() == [stuck]
 
 
 # --- Reconcile -------------------------------------------------------------------------
@@ -237,6 +239,7 @@ def test_reconcile_fixes_drifted_usage(
     upload: Uploader,
     clients: AwsClients,
     settings: Settings,
+    stores: Stores,
 ) -> None:
     image = upload(alice)
     clients.dynamodb.update_item(
@@ -249,7 +252,7 @@ def test_reconcile_fixes_drifted_usage(
     result = app.state.maintenance.reconcile("alice")
 
     assert (result.drift, result.fixed) == (True, True)
-    assert usage(clients, settings, "alice") == (1, image["size"])
+    assert stores.usage("alice") == (1, image["size"])
     assert app.state.maintenance.reconcile("alice").drift is False
 
 
@@ -262,6 +265,7 @@ def test_reconcile_never_overwrites_a_change_made_while_it_counted(
     clients: AwsClients,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
+    stores: Stores,
 ) -> None:
     upload(alice)
     clients.dynamodb.update_item(  # drift, so that reconcile wants to write
@@ -286,7 +290,7 @@ def test_reconcile_never_overwrites_a_change_made_while_it_counted(
 
     assert result.fixed is True
     assert result.counted.images == 2  # counted again, the racing create included
-    assert usage(clients, settings, "alice")[0] == 2
+    assert stores.usage("alice")[0] == 2
 
 
 def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Clock) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from app.config import Settings
+from app.config import DIRECT_UPLOAD_CEILING, LAMBDA_PAYLOAD_BYTES, Settings
 from app.storage.items import object_key
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET, bearer
-from tests.imagefiles import make_image
+from tests.imagefiles import make_image, png_of_size
 from tests.lambda_events import (
     Context,
     function_url_event,
@@ -338,3 +338,62 @@ def test_worker_handler_confirms_and_makes_variants_from_an_sqs_event(
     image = response_json(fetched)
     assert (image["status"], image["variants"]["thumb"]["width"]) == ("ready", 320)
     assert image["thumb_url"]
+
+
+def _largest_direct_event(file_size: int) -> dict[str, Any]:
+    """POST /images/direct of a file of `file_size` bytes with every form field at its
+    longest, as API Gateway hands it to Lambda: the whole body base64-encoded."""
+    body, boundary = _multipart(
+        png_of_size(file_size),
+        "image/png",
+        title="t" * 200,
+        description="d" * 2000,
+    )
+    field = f'--{boundary}\r\nContent-Disposition: form-data; name="tags"\r\n\r\n'
+    tags = b"".join(f"{field}{'g' * 48}{n:02d}\r\n".encode() for n in range(20))
+    headers = {
+        "content-type": f"multipart/form-data; boundary={boundary}",
+        **bearer(JWT_SETTINGS, "alice"),
+        "user-agent": "u" * 512,
+    }
+    return http_api_event(
+        "POST", "/images/direct", body=tags + body, headers=headers, base64_encoded=True
+    )
+
+
+def test_largest_allowed_direct_upload_fits_lambdas_payload_limit(load_handler: Loader) -> None:
+    module = load_handler()
+    event = _largest_direct_event(DIRECT_UPLOAD_CEILING)
+
+    response = _invoke(module, event)
+
+    assert len(json.dumps(event).encode()) <= LAMBDA_PAYLOAD_BYTES
+    assert response["statusCode"] == 201, response["body"][:300]
+    assert response_json(response)["size"] == DIRECT_UPLOAD_CEILING
+
+
+def test_direct_upload_one_byte_over_the_limit_is_413(load_handler: Loader) -> None:
+    response = _invoke(load_handler(), _largest_direct_event(DIRECT_UPLOAD_CEILING + 1))
+
+    assert response["statusCode"] == 413
+
+
+@pytest.mark.parametrize(("xray", "patched"), [("false", False), ("true", True)])
+def test_xray_is_imported_and_patched_only_when_enabled(xray: str, patched: bool) -> None:
+    """Off by default: the SDK costs a cold start about 200 ms (docs/benchmarks.md)."""
+    code = (
+        "import json, sys\n"
+        "from app.lambda_handler import handler\n"
+        "from tests.lambda_events import Context, http_api_event\n"
+        "response = handler(http_api_event('GET', '/health'), Context())\n"
+        "patched = 'aws_xray_sdk' in sys.modules and 'botocore' in "
+        "sys.modules['aws_xray_sdk.core.patcher']._PATCHED_MODULES\n"
+        "print(json.dumps([response['statusCode'], patched]))\n"
+    )
+    env = {**BASE_ENV, "IMAGES_JWT_SECRET": SECRET, "IMAGES_XRAY": xray}
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert json.loads(result.stdout) == [200, patched]

@@ -248,11 +248,24 @@ def cursor(client: TestClient, alice: dict[str, str], upload: Uploader) -> str:
     return value
 
 
-@pytest.mark.parametrize("garbage", ["garbage", "a.b", "....", "e30.e30", "%%%"])
-def test_list_garbage_cursor_is_400(
+@pytest.mark.parametrize("garbage", ["garbage", "a.b", "....", "e30.e30", "%%%", "0"])
+def test_list_cursor_of_the_wrong_shape_is_422(
     client: TestClient, alice: dict[str, str], cursor: str, garbage: str
 ) -> None:
+    """The schema says what a cursor looks like: a request it refuses is refused as such."""
     response = client.get("/images", params={"cursor": garbage}, headers=alice)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize(
+    "forged", ["e30." + "A" * 22, "WyJhIiwiYiJd." + "_" * 22, "x" * 200 + "." + "0" * 22]
+)
+def test_list_well_formed_cursor_we_never_issued_is_400(
+    client: TestClient, alice: dict[str, str], cursor: str, forged: str
+) -> None:
+    response = client.get("/images", params={"cursor": forged}, headers=alice)
 
     assert response.status_code == 400
     assert response.json() == {"detail": "Invalid cursor"}

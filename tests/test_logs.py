@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Uploader
+from app.config import Settings
+from tests.conftest import AppFactory, Uploader, bearer
+from tests.imagefiles import make_image
 
 
 def _lines(captured: str) -> list[dict[str, Any]]:
@@ -69,3 +71,35 @@ def test_unsafe_request_id_is_replaced(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["x-request-id"] != "bad id\nwith newline"
     assert len(response.headers["x-request-id"]) == 32
+
+
+def test_no_token_signature_or_item_reaches_the_log_at_debug(
+    make_app: AppFactory,
+    put_bytes: Any,
+    settings: Settings,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """At the most verbose level the service allows: botocore would print canonical
+    requests with their signatures and the items it writes."""
+    client = TestClient(make_app(log_level="DEBUG"))
+    alice = bearer(settings, "alice")
+    capfd.readouterr()
+    data = make_image()
+    created = client.post(
+        "/images",
+        headers={**alice, "Idempotency-Key": "debug-key"},
+        json={"filename": "secret-holiday.png", "content_type": "image/png", "size": len(data)},
+    ).json()
+    put_bytes(created["image"]["id"], data, "image/png")
+    client.post(f"/images/{created['image']['id']}/confirm", headers=alice)
+    link = client.get(f"/images/{created['image']['id']}/download", headers=alice).json()["url"]
+    client.get("/images", headers=alice)
+
+    output = capfd.readouterr().err
+
+    assert '"level": "DEBUG"' in output or '"level": "INFO"' in output  # logging is on
+    assert alice["Authorization"].split()[1] not in output
+    for secret in ("X-Amz-Signature", "Signature=", "Credential=", "secret-holiday"):
+        assert secret not in output
+    assert link.split("?")[1] not in output
+    assert created["upload"]["url"].split("?")[1] not in output

@@ -1,6 +1,9 @@
 """template.yaml (AWS SAM) declares the same table and bucket the code creates locally."""
 
 import importlib
+import json
+import re
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +11,7 @@ import pytest
 import yaml
 
 from app.config import Settings
+from app.main import create_app
 from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
@@ -164,7 +168,8 @@ def test_bucket_notifies_the_queue_of_originals_only(resources: dict[str, Any]) 
 def test_worker_is_the_same_image_running_the_worker_handler(template: dict[str, Any]) -> None:
     api, worker = template["Resources"]["ImagesFunction"], template["Resources"]["WorkerFunction"]
 
-    assert worker["Metadata"] == api["Metadata"]
+    image = ("Dockerfile", "DockerContext", "DockerTag")
+    assert [worker["Metadata"][key] for key in image] == [api["Metadata"][key] for key in image]
     assert worker["Properties"]["ImageConfig"]["Command"] == ["app.worker.handler"]
     module, _, name = worker["Properties"]["ImageConfig"]["Command"][0].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
@@ -206,3 +211,160 @@ def test_alarms_watch_dead_letters_and_the_oldest_upload(resources: dict[str, An
     assert (dead["MetricName"], dead["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)
     assert dead["Dimensions"][0]["Value"] == {"!GetAtt": "UploadsDeadLetterQueue.QueueName"}
     assert backlog["MetricName"] == "ApproximateAgeOfOldestMessage"
+
+
+def _api_routes(resources: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(method, path, open) of every route the HTTP API sends to the function."""
+    routes = []
+    for event in resources["ImagesFunction"]["Events"].values():
+        if event["Type"] == "HttpApi":
+            properties = event["Properties"]
+            is_open = properties.get("Auth", {}).get("Authorizer") == "NONE"
+            routes.append((properties["Method"].upper(), properties["Path"], is_open))
+    return routes
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    """API Gateway's path templates: {name} is one segment, {name+} one or more."""
+    regex = re.sub(r"\\{[^}/]+?\\\+\\}", r"[^?]+", re.escape(path))
+    regex = re.sub(r"\\{[^}/]+\\}", r"[^/]+", regex)
+    return re.compile(f"^{regex}$")
+
+
+def _route_for(
+    routes: list[tuple[str, str, bool]], method: str, path: str
+) -> tuple[str, str, bool]:
+    """The route an HTTP API picks: a literal path before a parameter, a parameter before
+    a greedy proxy (the longer literal prefix first), a method before ANY."""
+    matching = [r for r in routes if r[0] in (method, "ANY") and _pattern(r[1]).match(path)]
+    assert matching, f"no route for {method} {path}"
+
+    def specificity(route: tuple[str, str, bool]) -> tuple[int, int, int, int]:
+        _, template, _ = route
+        literal = len(template.split("{", 1)[0])
+        return ("+}" not in template, "{" not in template, literal, route[0] != "ANY")
+
+    return max(matching, key=specificity)
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\\{[^}]+\\}", "0123456789abcdef0123456789abcdef", path)
+
+
+def test_every_open_path_of_the_app_is_reachable_without_a_token(
+    resources: dict[str, Any],
+) -> None:
+    """The code is the source of truth: what the app serves without a bearer token (its
+    pages, static files, docs and schema, and operations without a security
+    requirement) must not be behind the JWT authorizer."""
+    app = create_app(Settings(jwt_secret="x" * 32))
+    schema = app.openapi()
+    open_paths = [
+        ("GET", path)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if not operation.get("security") and method == "get"
+    ]
+    open_paths += [
+        ("GET", "/"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("GET", "/favicon.ico"),
+    ]
+    static = files("app").joinpath("static")
+    open_paths += [("GET", f"/static/{name}") for name in ("gallery.js", "gallery.css")]
+    open_paths += [
+        ("GET", f"/static/vendor/swagger-ui/{f.name}")
+        for f in static.joinpath("vendor", "swagger-ui").iterdir()
+    ]
+    routes = _api_routes(resources)
+
+    closed = [(m, p) for m, p in open_paths if not _route_for(routes, m, p)[2]]
+
+    assert closed == []
+
+
+def test_every_protected_operation_is_behind_the_authorizer(resources: dict[str, Any]) -> None:
+    schema = create_app(Settings(jwt_secret="x" * 32)).openapi()
+    protected = [
+        (method.upper(), _concrete(path))
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    ]
+    routes = _api_routes(resources)
+
+    exposed = [(m, p) for m, p in protected if _route_for(routes, m, p)[2]]
+
+    assert protected
+    assert exposed == []
+
+
+def test_cognito_pool_lets_nobody_sign_up_by_default(template: dict[str, Any]) -> None:
+    pool = template["Resources"]["UserPool"]["Properties"]
+
+    assert template["Parameters"]["AllowSelfSignUp"]["Default"] == "false"
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] == {
+        "!If": ["SelfSignUp", False, True]
+    }
+
+
+def test_tracing_is_a_switch_off_by_default_that_both_functions_follow(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+
+    assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
+    assert template["Globals"]["Function"]["Tracing"] == {"!Ref": "Tracing"}
+    for name in ("ImagesFunction", "WorkerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["IMAGES_XRAY"] == {"!If": ["TracingOn", "true", "false"]}
+
+
+def test_alarms_watch_s3_errors_and_api_throttling(resources: dict[str, Any]) -> None:
+    (metrics,) = resources["ImagesBucket"]["MetricsConfigurations"]
+    throttled = resources["ThrottledRequestsMetric"]
+
+    for name, metric in (
+        ("BucketClientErrorsAlarm", "4xxErrors"),
+        ("BucketServerErrorsAlarm", "5xxErrors"),
+    ):
+        alarm = resources[name]
+        assert alarm["MetricName"] == metric
+        assert {"Name": "FilterId", "Value": metrics["Id"]} in alarm["Dimensions"]
+    assert throttled["FilterPattern"] == '{ $.status = "429" }'
+    assert (
+        resources["ApiThrottledAlarm"]["MetricName"]
+        == (throttled["MetricTransformations"][0]["MetricName"])
+    )
+
+
+def test_dashboard_is_valid_json_over_this_stacks_resources(resources: dict[str, Any]) -> None:
+    body = resources["Dashboard"]["DashboardBody"]["!Sub"]
+    referenced = set(re.findall(r"\$\{([A-Za-z:.]+)\}", body))
+    widgets = json.loads(re.sub(r"\$\{[A-Za-z:.]+\}", "x", body))["widgets"]
+
+    assert {w["properties"]["title"] for w in widgets} >= {
+        "API requests and errors",
+        "Uploads waiting for the worker",
+    }
+    assert {ref.split(".")[0] for ref in referenced} - {"AWS::Region"} == {
+        "HttpApi",
+        "ImagesFunction",
+        "WorkerFunction",
+        "UploadsQueue",
+        "UploadsDeadLetterQueue",
+        "ImagesTable",
+        "ImagesBucket",
+    }
+
+
+def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert skips
+    assert [(name, s["id"]) for name, s in skips if len(s.get("comment", "")) < 40] == []

@@ -19,7 +19,7 @@ from app.storage.items import variant_key
 from app.worker import Worker
 from tests.conftest import Clock, Uploader
 from tests.imagefiles import make_image, undecodable_png
-from tests.stores import has_object, record, sweep_index, tags, usage
+from tests.stores import Stores
 
 Drain = Callable[[], list[dict[str, Any]]]
 
@@ -160,8 +160,7 @@ def test_confirm_and_worker_agree_and_count_once(
     alice: dict[str, str],
     pending: Uploader,
     drain: Drain,
-    clients: AwsClients,
-    settings: Settings,
+    stores: Stores,
 ) -> None:
     image = pending(alice)
 
@@ -171,7 +170,7 @@ def test_confirm_and_worker_agree_and_count_once(
 
     assert confirmed.status_code == again.status_code == 200
     assert again.json()["variants"]["thumb"]["status"] == "ready"
-    assert usage(clients, settings, "alice") == (1, image["size"])
+    assert stores.usage("alice") == (1, image["size"])
     assert app.state.maintenance.reconcile("alice").drift is False
 
 
@@ -182,8 +181,7 @@ def test_confirm_racing_the_worker_ends_ready_once(
     alice: dict[str, str],
     pending: Uploader,
     worker: Worker,
-    clients: AwsClients,
-    settings: Settings,
+    stores: Stores,
 ) -> None:
     for _ in range(5):
         image_id = pending(alice)["id"]
@@ -201,7 +199,7 @@ def test_confirm_racing_the_worker_ends_ready_once(
         for thread in threads:
             thread.join()
         assert 200 in results
-    assert usage(clients, settings, "alice")[0] == 5
+    assert stores.usage("alice")[0] == 5
     assert app.state.maintenance.reconcile("alice").drift is False
 
 
@@ -224,8 +222,7 @@ def test_bytes_that_are_not_the_declared_image_are_refused_and_removed(
     create: Uploader,
     put_bytes: Any,
     drain: Drain,
-    clients: AwsClients,
-    settings: Settings,
+    stores: Stores,
 ) -> None:
     fake = b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(200, b" ")
     image = create(alice, data=fake)
@@ -235,7 +232,7 @@ def test_bytes_that_are_not_the_declared_image_are_refused_and_removed(
 
     assert answers == [{"batchItemFailures": []}]  # permanent: never retried
     assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "pending"
-    assert not has_object(clients, settings, image["id"])
+    assert not stores.has_object(image["id"])
 
 
 def test_image_whose_header_passes_but_does_not_decode_ends_failed_with_a_reason(
@@ -259,9 +256,8 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
     alice: dict[str, str],
     pending: Uploader,
     worker: Worker,
-    clients: AwsClients,
-    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
+    stores: Stores,
 ) -> None:
     image = pending(alice)
     objects = app.state.storage.objects
@@ -277,13 +273,12 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
     outcome = worker.process(image["id"])
 
     assert outcome == "deleted meanwhile"
-    listing = clients.s3.list_objects_v2(Bucket=settings.bucket)
-    assert listing.get("KeyCount", 0) == 0
-    assert record(clients, settings, image["id"]) is None
+    assert stores.keys() == []
+    assert stores.record(image["id"]) is None
 
 
 def test_bytes_with_no_record_are_removed(
-    worker: Worker, clients: AwsClients, settings: Settings
+    worker: Worker, clients: AwsClients, settings: Settings, stores: Stores
 ) -> None:
     orphan = "f" * 32
     clients.s3.put_object(Bucket=settings.bucket, Key=f"images/{orphan}", Body=make_image())
@@ -291,7 +286,7 @@ def test_bytes_with_no_record_are_removed(
     outcome = worker.process(orphan)
 
     assert outcome == "orphan removed"
-    assert not has_object(clients, settings, orphan)
+    assert not stores.has_object(orphan)
 
 
 def test_a_failing_message_is_reported_alone_and_retried(
@@ -301,6 +296,7 @@ def test_a_failing_message_is_reported_alone_and_retried(
     clients: AwsClients,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
+    stores: Stores,
 ) -> None:
     first, second = pending(alice), pending(alice)
     url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
@@ -320,7 +316,7 @@ def test_a_failing_message_is_reported_alone_and_retried(
 
     failed = [m for m in messages if first["id"] in m["Body"]]
     assert answer == {"batchItemFailures": [{"itemIdentifier": failed[0]["MessageId"]}]}
-    assert record(clients, settings, second["id"])["status"] == {"S": "ready"}
+    assert stores.record(second["id"])["status"] == {"S": "ready"}
 
 
 @pytest.mark.parametrize(
@@ -354,8 +350,8 @@ def test_worker_retags_an_image_whose_confirm_could_not_tag_it(
     pending: Uploader,
     drain: Drain,
     clients: AwsClients,
-    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
+    stores: Stores,
 ) -> None:
     image = pending(alice)
     with monkeypatch.context() as patch:
@@ -370,24 +366,19 @@ def test_worker_retags_an_image_whose_confirm_could_not_tag_it(
 
     drain()
 
-    assert tags(clients, settings, image["id"]) == [{"Key": "state", "Value": "ready"}]
-    assert sweep_index(clients, settings) == []
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.sweep_index() == []
 
 
 def test_delete_removes_the_variants_too(
-    client: TestClient,
-    alice: dict[str, str],
-    pending: Uploader,
-    drain: Drain,
-    clients: AwsClients,
-    settings: Settings,
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain, stores: Stores
 ) -> None:
     image = pending(alice)
     drain()
 
     client.delete(f"/images/{image['id']}", headers=alice)
 
-    assert clients.s3.list_objects_v2(Bucket=settings.bucket).get("KeyCount", 0) == 0
+    assert stores.keys() == []
 
 
 def test_variants_never_made_are_marked_failed_by_the_sweep(

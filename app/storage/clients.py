@@ -1,9 +1,9 @@
 """boto3 clients, built once and shared, and the translation of AWS failures."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -49,6 +49,26 @@ def aws_call() -> Iterator[None]:
         raise Unavailable(f"{detail} ({code})") from exc
     except BotoCoreError as exc:  # timeouts, refused connections, exhausted retries
         raise Unavailable("Storage is unreachable, retry shortly") from exc
+
+
+T = TypeVar("T")
+
+# The refusal a conditional write expects: the condition did not hold (DynamoDB), or the
+# object already exists (S3's If-None-Match).
+CONDITION_FAILED = "ConditionalCheckFailedException"
+ALREADY_EXISTS = "PreconditionFailed"
+
+
+def unless_refused(call: Callable[[], T], refusal: str) -> T | None:
+    """`call`'s answer, or None when AWS refuses it with `refusal`: for a conditional
+    write, the answer that the condition (not AWS) said no. Anything else as aws_call."""
+    with aws_call():
+        try:
+            return call()
+        except ClientError as exc:
+            if error_code(exc) == refusal:
+                return None
+            raise
 
 
 def _config(settings: Settings, endpoint: str | None) -> Config:

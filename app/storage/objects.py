@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 
 from app.config import Settings
 from app.errors import Unavailable
-from app.storage.clients import AwsClients, aws_call, error_code
+from app.storage.clients import ALREADY_EXISTS, AwsClients, aws_call, error_code, unless_refused
 from app.storage.items import PENDING_TAGGING, every_key, object_key, variant_key
 from app.storage.resources import PENDING_TAG
 from app.storage.signing import GetUrlSigner
@@ -26,10 +26,28 @@ class ObjectHead:
 
 
 class ImageObjects:
+    """Every "is it there?" goes through `_missing`: S3 answers 403 rather than 404 for a
+    key that does not exist unless the caller may list the bucket."""
+
     def __init__(self, clients: AwsClients, settings: Settings) -> None:
         self._clients = clients
         self._bucket = settings.bucket
         self._signer = GetUrlSigner(clients, settings.bucket, settings.variant_url_window_seconds)
+
+    def _missing(self, image_id: str, exc: ClientError) -> bool:
+        """Whether a failed call on an image's object means the object is not there.
+        404 says so. 403 is what S3 answers for a missing key to a caller without
+        s3:ListBucket, and nothing shows the policy's s3:prefix condition holds for that
+        implicit check: so ask, with a listing under the key's exact prefix (which the
+        condition allows). Present, or not allowed to list: a real refusal, re-raised."""
+        code = error_code(exc)
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return True
+        if code not in ("AccessDenied", "403"):
+            return False
+        key = object_key(image_id)
+        listed = self._clients.s3.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
+        return all(found["Key"] != key for found in listed.get("Contents", []))
 
     def variant_urls(self, wanted: Sequence[tuple[str, str]], expires_in: int) -> list[str]:
         """GET URLs of (image id, variant name) pairs, cheap enough for a whole page."""
@@ -47,11 +65,10 @@ class ImageObjects:
                     Bucket=self._bucket, Key=object_key(image_id), Range=f"bytes=0-{max_bytes - 1}"
                 )
             except ClientError as exc:
-                code = error_code(exc)
-                if code in ("NoSuchKey", "404"):
-                    return None
-                if code == "InvalidRange":  # a zero-byte object has no byte 0
+                if error_code(exc) == "InvalidRange":  # a zero-byte object has no byte 0
                     return ObjectHead(b"", 0, "")
+                if self._missing(image_id, exc):
+                    return None
                 raise
             with response["Body"] as body:
                 data = body.read(max_bytes)
@@ -68,7 +85,7 @@ class ImageObjects:
                     Bucket=self._bucket, Key=object_key(image_id)
                 )
             except ClientError as exc:
-                if error_code(exc) in ("NoSuchKey", "404"):
+                if self._missing(image_id, exc):
                     return None
                 raise
             with response["Body"] as body:
@@ -100,7 +117,7 @@ class ImageObjects:
                     Tagging={"TagSet": [{"Key": key, "Value": "ready"}]},
                 )
             except ClientError as exc:
-                if error_code(exc) in ("NoSuchKey", "404"):
+                if self._missing(image_id, exc):
                     return False
                 raise
         return True
@@ -108,21 +125,18 @@ class ImageObjects:
     def put(self, image_id: str, data: bytes, content_type: str) -> bool:
         """What a client's presigned PUT does, for bytes the service received itself.
         False if the object already exists: bytes are written once, never replaced."""
-        with aws_call():
-            try:
-                self._clients.s3.put_object(
-                    Bucket=self._bucket,
-                    Key=object_key(image_id),
-                    Body=data,
-                    ContentType=content_type,
-                    Tagging=PENDING_TAGGING,
-                    IfNoneMatch="*",
-                )
-            except ClientError as exc:
-                if error_code(exc) == "PreconditionFailed":
-                    return False
-                raise
-        return True
+        written = unless_refused(
+            lambda: self._clients.s3.put_object(
+                Bucket=self._bucket,
+                Key=object_key(image_id),
+                Body=data,
+                ContentType=content_type,
+                Tagging=PENDING_TAGGING,
+                IfNoneMatch="*",
+            ),
+            ALREADY_EXISTS,
+        )
+        return written is not None
 
     def delete(self, image_id: str) -> None:
         """The original and its variants, in one call. Deleting a missing key succeeds,

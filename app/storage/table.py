@@ -9,12 +9,10 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from app.config import Settings
 from app.errors import ServiceError, TooLarge, TooMany, image_not_found
 from app.models import ImageRecord, Status, VariantState
-from app.storage.clients import AwsClients, aws_call, error_code
+from app.storage.clients import CONDITION_FAILED, AwsClients, aws_call, unless_refused
 from app.storage.items import (
     SWEEP_POSITION_KEY,
     Key,
@@ -332,21 +330,18 @@ class ImageTable:
     def _release(
         self, image_id: str, expression: str, values: dict[str, "AttributeValueTypeDef"]
     ) -> bool:
-        with aws_call():
-            try:
-                self._clients.dynamodb.update_item(
-                    TableName=self._table,
-                    Key=image_key(image_id),
-                    UpdateExpression=expression,
-                    ConditionExpression=STILL_READY,
-                    ExpressionAttributeNames=_STATUS,
-                    ExpressionAttributeValues=values,
-                )
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        released = unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(image_id),
+                UpdateExpression=expression,
+                ConditionExpression=STILL_READY,
+                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeValues=values,
+            ),
+            CONDITION_FAILED,
+        )
+        return released is not None
 
     def mark_deleting(
         self, image_id: str, user_id: str, due_at: int, abandoned_before: int | None = None
@@ -363,24 +358,21 @@ class ImageTable:
         if abandoned_before is not None:
             values[":pending"] = {"S": Status.PENDING}
             values[":now"] = {"N": str(abandoned_before)}
-        with aws_call():
-            try:
-                response = self._clients.dynamodb.update_item(
-                    TableName=self._table,
-                    Key=image_key(image_id),
-                    UpdateExpression=(
-                        f"SET #status = :deleting, {DUE_ATTRIBUTE} = :due, sweep_shard = :shard"
-                    ),
-                    ConditionExpression=OWNED if abandoned_before is None else ABANDONED,
-                    ExpressionAttributeNames=_STATUS,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                )
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return None
-                raise
-        return from_item(response["Attributes"])
+        response = unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(image_id),
+                UpdateExpression=(
+                    f"SET #status = :deleting, {DUE_ATTRIBUTE} = :due, sweep_shard = :shard"
+                ),
+                ConditionExpression=OWNED if abandoned_before is None else ABANDONED,
+                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            ),
+            CONDITION_FAILED,
+        )
+        return None if response is None else from_item(response["Attributes"])
 
     def delete_record(self, record: ImageRecord, now: int) -> None:
         """Remove a marked record and give its quota back in the same transaction."""
@@ -426,32 +418,29 @@ class ImageTable:
         """Overwrite the counters with `counted`, unless they changed since `seen` was read.
         False when they did (the caller should count again)."""
         images, size, pending, pending_bytes = counted.counts()
-        with aws_call():
-            try:
-                self._clients.dynamodb.update_item(
-                    TableName=self._table,
-                    Key=usage_key(user_id),
-                    UpdateExpression=(
-                        "SET images = :images, bytes = :bytes, pending = :pending, "
-                        "pending_bytes = :pending_bytes, changed_at = :changed "
-                        "ADD version :one"
-                    ),
-                    ConditionExpression=USAGE_UNCHANGED,
-                    ExpressionAttributeValues={
-                        ":images": {"N": str(images)},
-                        ":bytes": {"N": str(size)},
-                        ":pending": {"N": str(pending)},
-                        ":pending_bytes": {"N": str(pending_bytes)},
-                        ":changed": {"N": str(now)},
-                        ":one": {"N": "1"},
-                        ":version": {"N": str(seen.version)},
-                    },
-                )
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return False
-                raise
-        return True
+        corrected = unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=usage_key(user_id),
+                UpdateExpression=(
+                    "SET images = :images, bytes = :bytes, pending = :pending, "
+                    "pending_bytes = :pending_bytes, changed_at = :changed "
+                    "ADD version :one"
+                ),
+                ConditionExpression=USAGE_UNCHANGED,
+                ExpressionAttributeValues={
+                    ":images": {"N": str(images)},
+                    ":bytes": {"N": str(size)},
+                    ":pending": {"N": str(pending)},
+                    ":pending_bytes": {"N": str(pending_bytes)},
+                    ":changed": {"N": str(now)},
+                    ":one": {"N": "1"},
+                    ":version": {"N": str(seen.version)},
+                },
+            ),
+            CONDITION_FAILED,
+        )
+        return corrected is not None
 
     # --- The sweep's bookmark ---------------------------------------------------------
 
