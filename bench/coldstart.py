@@ -37,17 +37,22 @@ def run(runs: int = 15) -> dict[str, Any]:
         "IMAGES_LOG_LEVEL": "WARNING",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    times: dict[str, list[float]] = {"service": [], "floor": []}
+    xray_env = {**env, "IMAGES_XRAY": "true"}  # what the template's Tracing=Active sets
+    times: dict[str, list[float]] = {"service": [], "floor": [], "xray": []}
     _one("app", env), _one("floor", env)
     for _ in range(runs):
         times["service"].append(_one("app", env))
         times["floor"].append(_one("floor", env))
+        times["xray"].append(_one("app", xray_env))
     service, floor = statistics.median(times["service"]), statistics.median(times["floor"])
+    xray = statistics.median(times["xray"])
     return {
         "runs": runs,
         "service_ms": service * 1000,
         "floor_ms": floor * 1000,
         "ratio": service / floor,
+        "xray_ms": xray * 1000,
+        "xray_extra_ms": (xray - service) * 1000,
         "footprint": footprint(),
     }
 

@@ -51,22 +51,32 @@ def measure(quick: bool) -> dict[str, Any]:
     return results
 
 
+def _bar_chart(out: Path, name: str, ax: Any, ylabel: str, title: str) -> str:
+    """Label, title and save one single-axis chart; its file name."""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    ax.figure.savefig(out / name, dpi=110)
+    return name
+
+
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     names = []
     endpoints = results["warm"]["endpoints"]
     labels = list(endpoints)
     client = [endpoints[e]["client_side_ms"] for e in labels]
     own = [max(0.0, endpoints[e]["own_code_ms"]) for e in labels]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    _, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar(labels, client, label="botocore client side (stubbed calls, presigning)")
     ax.bar(labels, own, bottom=client, label="service code")
     ax.axhline(GOALS["warm_p50_ms"], color="grey", linestyle="--", label="goal: 0.3 ms")
-    ax.set_ylabel("p50 ms over the bare route")
-    ax.set_title("Warm request overhead through Mangum")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "bench-warm.png", dpi=110)
-    names.append("bench-warm.png")
+    names.append(
+        _bar_chart(
+            out, "bench-warm.png", ax, "p50 ms over the bare route",
+            "Warm request overhead through Mangum",
+        )
+    )  # fmt: skip
 
     sizes = sorted(results["scale"]["sizes"], key=int)
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -95,18 +105,18 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     names.append("bench-scale.png")
 
     scenarios = results["throughput"]["scenarios"]
-    fig, ax = plt.subplots(figsize=(6, 3))
+    _, ax = plt.subplots(figsize=(6, 3))
     ax.bar(list(scenarios), [s["ratio"] for s in scenarios.values()])
     ax.axhline(GOALS["throughput_ratio"], color="grey", linestyle="--", label="goal: 0.6")
-    ax.set_ylabel("service rps / floor rps")
-    ax.set_title("Throughput under uvicorn, moto server behind")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "bench-throughput.png", dpi=110)
-    names.append("bench-throughput.png")
+    names.append(
+        _bar_chart(
+            out, "bench-throughput.png", ax, "service rps / floor rps",
+            "Throughput under uvicorn, moto server behind",
+        )
+    )  # fmt: skip
 
     images = results["worker"]["images"]
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    _, ax = plt.subplots(figsize=(8, 3.4))
     width = 0.27
     for offset, (kind, label) in enumerate(
         (("service", "worker (render)"), ("floor", "bare Pillow"), ("vips", "libvips, 1 thread"))
@@ -118,12 +128,12 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
             label=label,
         )
     ax.set_xticks(range(len(images)), list(images), fontsize=8)
-    ax.set_ylabel("ms per image (thumb + preview)")
-    ax.set_title("Worker cost per image, one core")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "bench-worker.png", dpi=110)
-    names.append("bench-worker.png")
+    names.append(
+        _bar_chart(
+            out, "bench-worker.png", ax, "ms per image (thumb + preview)",
+            "Worker cost per image, one core",
+        )
+    )  # fmt: skip
     plt.close("all")
     return names
 
@@ -153,6 +163,12 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         "|---|---|---|---|---|",
         f"| wall time | {cold['service_ms']:.0f} ms | {cold['floor_ms']:.0f} ms | "
         f"{cold['ratio']:.2f} | ≤ {GOALS['cold_ratio']} ({_mark(cold['ratio'] <= GOALS['cold_ratio'])}) |",
+        "",
+        f"With X-Ray (`Tracing=Active`: the SDK imported and botocore patched): "
+        f"{cold['xray_ms']:.0f} ms, {cold['xray_extra_ms']:+.0f} ms. That is why tracing is a "
+        "template switch, off by default. The worker function never reaches this start: "
+        "its imaging code is imported by `app.worker` only (a test reads the API "
+        "function's `sys.modules`).",
         "",
         f"Runtime footprint (what `Dockerfile.lambda` installs): {foot['packages']} packages, "
         f"{foot['total_mb']:.1f} MB, of which the AWS SDK (boto3, botocore, s3transfer, "

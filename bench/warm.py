@@ -145,8 +145,9 @@ ENDPOINT_WORK = {
     "get": ["get_item"],
     "download": ["get_item", "presign"],
     "list": ["query"],
-    # The same page, each image with its thumb and preview URLs (48, signed together).
-    "list-thumbs": ["query", "variant_urls_48"],
+    # The same page, each image with its thumb and preview URLs (48, signed together);
+    # its items carry their variants, which botocore checks and hands over too.
+    "list-thumbs": ["query_thumbs", "variant_urls_48"],
     "confirm": ["get_item", "get_object", "put_object_tagging", "transact_write_items"],
     "delete": ["update_item", "delete_objects", "transact_write_items"],
 }
@@ -155,6 +156,7 @@ ENDPOINT_WORK = {
 AWS_CALLS = {
     "get_item",
     "query",
+    "query_thumbs",
     "update_item",
     "transact_write_items",
     "delete_objects",
@@ -168,23 +170,25 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
     serialization, endpoint resolution, event hooks), and on one presigned URL."""
     s3, ddb = app.state.clients.s3, app.state.clients.dynamodb
     key = {"image_id": {"S": IMAGE_ID}}
+
+    def query() -> Any:
+        return ddb.query(
+            TableName="images",
+            IndexName="user_id-created_at",
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": "bench"}},
+            Limit=PAGE + 1,
+        )
+
+    # Each call answered as the endpoint's own call is: a list page's query returns that page.
     calls: dict[str, tuple[Stubber, Callable[[], Any], dict[str, Any]]] = {
         "get_item": (
             stub_ddb,
             lambda: ddb.get_item(TableName="images", Key=key),
             {"Item": _item()},
         ),
-        "query": (
-            stub_ddb,
-            lambda: ddb.query(
-                TableName="images",
-                IndexName="user_id-created_at",
-                KeyConditionExpression="user_id = :u",
-                ExpressionAttributeValues={":u": {"S": "bench"}},
-                Limit=21,
-            ),
-            {"Items": [_item()] * 20, "Count": 20, "ScannedCount": 20},
-        ),
+        "query": (stub_ddb, query, _page(made=False)),
+        "query_thumbs": (stub_ddb, query, _page(made=True)),
         "update_item": (
             stub_ddb,
             lambda: ddb.update_item(
@@ -242,7 +246,7 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
                 if name == "get_object"
                 else canned
             )
-            stub.add_response(name, response)
+            stub.add_response(name.removesuffix("_thumbs"), response)
             started = time.perf_counter()
             call()
             samples.append(time.perf_counter() - started)
