@@ -171,6 +171,9 @@ class ImageService:
         if record.status != Status.READY:
             head = self._objects.read_head(image_id, self._settings.verify_prefix_bytes)
             if head is None:
+                # A DELETE between our read and the HEAD removed the bytes; the image is
+                # gone, not waiting for an upload. One more read, only on this path.
+                self._owned(user_id, image_id)
                 raise Conflict(
                     "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm"
                 )

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import Uploader
@@ -85,3 +86,27 @@ def test_confirm_racing_delete_never_resurrects(
     assert client.get("/images", headers=alice).json()["items"] == []
     assert stores.usage("alice")[0] == 0
 
+
+def test_confirm_whose_bytes_a_delete_just_removed_is_404(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The interleaving the race above can hit: confirm reads the record, then the DELETE
+    runs to its end, then confirm looks for the bytes. The image is gone, not unsent."""
+    image_id = pending(alice)["id"]
+    objects = app.state.storage.objects
+    read_head = objects.read_head
+
+    def deleted_first(*args: Any) -> Any:
+        app.state.service.delete("alice", image_id)
+        return read_head(*args)
+
+    monkeypatch.setattr(objects, "read_head", deleted_first)
+
+    response = client.post(f"/images/{image_id}/confirm", headers=alice)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Image not found"}
