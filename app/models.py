@@ -114,6 +114,8 @@ class CreateImageRequest(BaseModel):
 # Derived sizes every ready image gets: WebP fitted in a square box of this side.
 VariantName = Literal["thumb", "preview"]
 VARIANT_BOXES: dict[VariantName, int] = {"preview": 1600, "thumb": 320}  # largest first
+# Where an image's JSON carries each variant's presigned URL.
+URL_FIELDS: dict[VariantName, str] = {"thumb": "thumb_url", "preview": "preview_url"}
 
 
 class VariantStatus(StrEnum):
@@ -213,7 +215,7 @@ class ListQuery(BaseModel):
     status: PublicStatus = "ready"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VariantState:
     status: VariantStatus
     width: int | None = None
@@ -223,7 +225,9 @@ class VariantState:
 
     def public(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            # The plain value: pydantic_core's to_json serializes an Enum member several
+            # times slower than a str, and a list page holds dozens (docs/benchmarks.md).
+            "status": self.status.value,
             "width": self.width,
             "height": self.height,
             "bytes": self.bytes,
@@ -234,7 +238,7 @@ class VariantState:
 NOT_MADE = VariantState(VariantStatus.PENDING)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ImageRecord:
     """One row of the images table, as the storage layer hands it to the service."""
 
@@ -264,10 +268,10 @@ class ImageRecord:
     def variant(self, name: str) -> VariantState:
         return self.variants.get(name, NOT_MADE)
 
-    def public(self, urls: dict[str, str] | None = None) -> dict[str, Any]:
-        """The JSON of `Image`, built directly: a list page serializes many of these,
-        and validating each into a model again measured as most of its cost."""
-        urls = urls or {}
+    def public(self) -> dict[str, Any]:
+        """The JSON of `Image` without its URLs (ImageService signs them in). A list page
+        builds the same from its items in one pass: `app/storage/items.py` image_json."""
+        variants = self.variants
         return {
             "id": self.id,
             "filename": self.filename,
@@ -282,7 +286,10 @@ class ImageRecord:
             "width": self.width,
             "height": self.height,
             "placeholder": self.placeholder,
-            "variants": {name: self.variant(name).public() for name in ("thumb", "preview")},
-            "thumb_url": urls.get("thumb"),
-            "preview_url": urls.get("preview"),
+            "variants": {
+                "thumb": variants.get("thumb", NOT_MADE).public(),
+                "preview": variants.get("preview", NOT_MADE).public(),
+            },
+            "thumb_url": None,
+            "preview_url": None,
         }

@@ -18,6 +18,7 @@ from app.errors import (
 )
 from app.filenames import content_disposition, download_name
 from app.models import (
+    URL_FIELDS,
     VARIANT_BOXES,
     CreateImageRequest,
     CreateImageResponse,
@@ -184,19 +185,23 @@ class ImageService:
         return Image.model_validate(self.public([record])[0])
 
     def public(self, records: list[ImageRecord]) -> list[dict[str, Any]]:
-        """Records as their owner sees them, with short-lived URLs of their ready variants
+        """Records as their owner sees them, URLs included."""
+        return self._signed([record.public() for record in records])
+
+    def _signed(self, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Images' JSON with short-lived URLs of their ready variants, filled in place
         (signed together: a page of them costs a fraction of a millisecond)."""
         wanted = [
-            (record.id, name)
-            for record in records
+            (image["id"], name)
+            for image in images
             for name in VARIANT_BOXES
-            if record.variant(name).status == VariantStatus.READY
+            if image["variants"][name]["status"] == VariantStatus.READY
         ]
-        urls = iter(self._objects.variant_urls(wanted, self._settings.download_url_ttl_seconds))
-        signed: dict[str, dict[str, str]] = {}
-        for image_id, name in wanted:
-            signed.setdefault(image_id, {})[name] = next(urls)
-        return [record.public(signed.get(record.id)) for record in records]
+        urls = self._objects.variant_urls(wanted, self._settings.download_url_ttl_seconds)
+        by_id = {image["id"]: image for image in images}
+        for (image_id, name), url in zip(wanted, urls, strict=True):
+            by_id[image_id][URL_FIELDS[name]] = url
+        return images
 
     def get(self, user_id: str, image_id: str) -> Image:
         return self._image(self._owned(user_id, image_id))
@@ -220,7 +225,7 @@ class ImageService:
         return DownloadLink(url=url, expires_at=self.clock() + timedelta(seconds=ttl))
 
     def list(self, user_id: str, query: ListQuery) -> dict[str, Any]:
-        """One page, as the JSON of ImageList (built directly: see ImageRecord.public)."""
+        """One page, as the JSON of ImageList (built directly from the items: image_json)."""
         where = ListFilter(
             status=query.status,
             content_type=query.content_type,
@@ -231,11 +236,11 @@ class ImageService:
         start = self._cursors.decode(query.cursor, user_id, where) if query.cursor else None
         if where.created_from and where.created_to and where.created_from > where.created_to:
             return {"items": [], "next_cursor": None}  # an empty range, not an error
-        records, position = self._listing.query(
+        images, position = self._listing.query(
             user_id, where, query.limit, start, self._settings.list_read_budget
         )
         cursor = self._cursors.encode(user_id, where, position) if position else None
-        return {"items": self.public(records), "next_cursor": cursor}
+        return {"items": self._signed(images), "next_cursor": cursor}
 
     def delete(self, user_id: str, image_id: str) -> None:
         """Hide, then remove bytes, then remove the record (giving its quota back): a

@@ -6,6 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from fastapi.testclient import TestClient
 
+from app.models import ListQuery
 from app.storage.clients import AwsClients
 
 
@@ -32,6 +33,19 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     operations = [op for path in paths.values() for op in path.values()]
     assert all(op.get("description") for op in operations)
     assert not any("user_id" in str(op.get("parameters", "")) for op in operations)
+
+
+def test_openapi_documents_every_list_filter_as_an_optional_query_parameter(
+    client: TestClient,
+) -> None:
+    response = client.get("/openapi.json")
+
+    assert response.status_code == 200
+    parameters = response.json()["paths"]["/images"]["get"]["parameters"]
+    assert [p["name"] for p in parameters] == list(ListQuery.model_fields)
+    assert {(p["in"], p["required"]) for p in parameters} == {("query", False)}
+    limit = next(p["schema"] for p in parameters if p["name"] == "limit")
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
 
 
 def test_openapi_names_operations_readably(client: TestClient) -> None:

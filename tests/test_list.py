@@ -197,6 +197,25 @@ def test_list_rejects_bad_query(
     assert response.json()["detail"][0]["loc"][0] == "query"
 
 
+def test_list_bad_query_names_the_field(client: TestClient, alice: dict[str, str]) -> None:
+    response = client.get("/images", params={"limit": 0}, headers=alice)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+def test_list_repeated_parameter_takes_the_last(
+    client: TestClient, alice: dict[str, str], upload: Uploader
+) -> None:
+    for _ in range(3):
+        upload(alice)
+
+    response = client.get("/images?limit=1&limit=2", headers=alice)
+
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 2
+
+
 def test_list_inverted_date_range_is_empty_page(
     client: TestClient, alice: dict[str, str], upload: Uploader, aws_calls: Any
 ) -> None:

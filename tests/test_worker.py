@@ -117,6 +117,20 @@ def test_ready_image_carries_placeholder_and_variant_urls(
     assert (listed["thumb_url"], listed["preview_url"]) == (got["thumb_url"], got["preview_url"])
 
 
+def test_listed_image_is_the_image_get_returns(
+    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+) -> None:
+    """A page builds its JSON straight from the items; nothing may tell it apart."""
+    image = pending(alice, title="Dune", description="At dusk", tags=["sand", "sky"])
+    drain()
+
+    got = client.get(f"/images/{image['id']}", headers=alice)
+    listed = client.get("/images", headers=alice)
+
+    assert (got.status_code, listed.status_code) == (200, 200)
+    assert listed.json()["items"] == [got.json()]
+
+
 def test_variant_urls_are_the_same_within_a_window(
     client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
 ) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from app.config import Settings
 from app.models import ImageRecord
 from app.storage.clients import AwsClients, aws_call
-from app.storage.items import from_item
+from app.storage.items import from_item, image_json
 from app.storage.resources import DUE_ATTRIBUTE, GSI_NAME, SWEEP_GSI_NAME
 
 if TYPE_CHECKING:
@@ -80,8 +80,9 @@ class ImageListing:
         limit: int,
         start: ListPosition | None,
         read_budget: int,
-    ) -> tuple[list[ImageRecord], ListPosition | None]:
-        """Newest first, `limit` matching records and where to resume (None: no more).
+    ) -> tuple[list[dict[str, Any]], ListPosition | None]:
+        """Newest first, `limit` matching images as their JSON (`image_json`: a page is
+        the hot path) and where to resume (None: no more).
 
         Filters are applied by DynamoDB after reading, so a page may need several Queries;
         `read_budget` bounds the items read. Unfiltered, one Query of limit+1 items both
@@ -140,15 +141,15 @@ class ImageListing:
             read += response["ScannedCount"]
             found.extend(response["Items"])
             if len(found) >= wanted:
-                page = [from_item(item) for item in found[:limit]]
-                return page, (page[-1].created_at, page[-1].id)
+                page = [image_json(item) for item in found[:limit]]
+                return page, (page[-1]["created_at"], page[-1]["id"])
             last = response.get("LastEvaluatedKey")
             if not last:
-                return [from_item(item) for item in found], None
+                return [image_json(item) for item in found], None
             if read >= read_budget:
                 # Out of budget with a short page: resume after the last item *read*, so
                 # the next request continues the scan instead of repeating it.
-                return [from_item(item) for item in found], (
+                return [image_json(item) for item in found], (
                     str(last["created_at"]["S"]),
                     str(last["image_id"]["S"]),
                 )
