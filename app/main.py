@@ -76,13 +76,13 @@ def _add_pages(app: FastAPI, demo_token: str | None) -> None:
     no_store = {"Cache-Control": "no-store"}
 
     @app.get("/", include_in_schema=False)
-    def gallery() -> HTMLResponse:
+    async def gallery() -> HTMLResponse:
         return HTMLResponse(index, headers=no_store)
 
     # Endpoints must not close over `app`: FastAPI caches facts about each endpoint in a
     # module-level lru_cache keyed by the function, which would keep every app alive.
     @app.get("/docs", include_in_schema=False)
-    def docs(request: Request) -> HTMLResponse:
+    async def docs(request: Request) -> HTMLResponse:
         root = html.escape(request.scope.get("root_path", "").rstrip("/"))
         return HTMLResponse(docs_page.replace("{root}", root), headers=no_store)
 
@@ -133,14 +133,14 @@ def create_app(
     _publish_limits(app, settings)
 
     @app.get("/health", tags=["meta"], name="health")
-    def health() -> Health:
+    async def health() -> Health:
         """Liveness: the process is up and serving."""
         return Health()
 
     _add_pages(app, demo_token)
 
     @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> Response:
+    async def favicon() -> Response:
         return Response(
             FAVICON, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
         )

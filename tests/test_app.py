@@ -1,11 +1,15 @@
 """The app shell: health, OpenAPI, and errors that are always JSON."""
 
+import inspect
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from app import api
 from app.models import ListQuery
 from app.storage.clients import AwsClients
 
@@ -46,6 +50,16 @@ def test_openapi_documents_every_list_filter_as_an_optional_query_parameter(
     assert {(p["in"], p["required"]) for p in parameters} == {("query", False)}
     limit = next(p["schema"] for p in parameters if p["name"] == "limit")
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+
+
+def test_every_route_is_async(app: FastAPI) -> None:
+    """A `def` route costs a threadpool hop per request: under Lambda a new thread each
+    time, about 0.5 ms (docs/benchmarks.md). Blocking work goes through `run` instead."""
+    routes = [*app.routes, *api.router.routes]  # the app lists its router as one entry
+    endpoints = [route.endpoint for route in routes if isinstance(route, APIRoute)]
+
+    assert endpoints
+    assert [e.__name__ for e in endpoints if not inspect.iscoroutinefunction(e)] == []
 
 
 def test_openapi_names_operations_readably(client: TestClient) -> None:
