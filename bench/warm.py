@@ -289,6 +289,10 @@ class _Canned:
     def add_response(self, method: str, service_response: dict[str, Any]) -> None:
         self._answers.append(service_response)
 
+    @property
+    def pending(self) -> int:
+        return len(self._answers)
+
     def _answer(self, _operation: str, _params: dict[str, Any]) -> dict[str, Any]:
         return self._answers.popleft()
 
@@ -336,6 +340,8 @@ def _own_code(
                 if index >= max(20, n // 10):  # after the warm-up
                     bare += bare_sample
                     served += sample
+            if canned.pending:
+                raise RuntimeError(f"{name} left {canned.pending} AWS answers unused")
             own[name] = (statistics.median(served) - statistics.median(bare)) * 1000
     return own
 
