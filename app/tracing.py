@@ -1,6 +1,6 @@
 """X-Ray: each AWS call a subsegment of the function's trace, when IMAGES_XRAY is set.
 
-Off by default: importing the SDK and patching botocore adds 200-450 ms to a cold start
+Off by default: importing the SDK and patching botocore adds 200-550 ms to a cold start
 (docs/benchmarks.md). On Lambda the SDK takes the invocation's segment from the runtime;
 elsewhere there is none, and it stays silent rather than failing a request.
 """
