@@ -99,7 +99,9 @@ class GetUrlSigner:
             probe = self._clients.s3_presign.generate_presigned_url(
                 "get_object", Params={"Bucket": self._bucket, "Key": _PROBE}, ExpiresIn=60
             )
-            self._prefix = probe.split(_PROBE, 1)[0]
+            # The key ends the path: cut it there, not at the first match, since the
+            # bucket's name (in the host or the path) may contain the probe's too.
+            self._prefix = probe.partition("?")[0].removesuffix(_PROBE)
         return self._prefix
 
     def urls(self, keys: list[str], expires_in: int) -> list[str]:
