@@ -1,4 +1,4 @@
-"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER]`."""
+"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER|redrive]`."""
 
 import argparse
 import ipaddress
@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, KEEP_ALIVE_SECONDS, Settings
 from app.logs import configure_logging
+from app.storage import Storage
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 
@@ -115,10 +116,10 @@ def work(settings: Settings) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, terminate)
-    clients = AwsClients(settings)
+    worker, storage = build(settings)
     print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
     try:
-        poll(build(settings, clients), clients, settings, stop)
+        poll(worker, storage.queue, settings, stop)
     except KeyboardInterrupt:
         stop.set()
 
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     sweep.add_argument("--seconds", type=float, help="time budget (default: until done)")
     reconcile = commands.add_parser("reconcile", help="recount USER's usage and fix drift")
     reconcile.add_argument("user")
+    redrive = commands.add_parser(
+        "redrive", help="move the uploads the worker gave up on back to its queue"
+    )
+    redrive.add_argument("--most", type=int, default=1000, help="at most this many messages")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bucket {settings.bucket} and table {settings.table} are ready")
     elif args.command == "worker":
         work(settings)
+    elif args.command == "redrive":
+        moved = Storage.connect(AwsClients(settings), settings).queue.redrive(args.most)
+        print(json.dumps({"moved": moved}))
     elif args.command in ("sweep", "reconcile"):
         from app.main import create_app  # noqa: PLC0415
 

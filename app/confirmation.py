@@ -1,6 +1,7 @@
 """Confirming an upload: the same checks and the same writes whoever asks, the client
-(POST .../confirm, POST /images/direct) or the worker (when the bytes arrive). The
-conditional transaction decides between them, so they never disagree or count twice."""
+(POST .../confirm, POST /images/direct), the worker (when the bytes arrive) or the sweep
+(bytes PUT in time whose worker never came). The conditional writes decide between
+them, so they never disagree or count twice."""
 
 import logging
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from app.errors import InvalidImage, Unavailable, image_not_found
 from app.imaging import Dimensions, inspect_image
 from app.models import CreateImageRequest, ImageRecord, format_timestamp
 from app.storage import Storage
-from app.storage.objects import ObjectHead
+from app.storage.objects import UploadedObject
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,28 @@ class Confirmation:
             )
         return dims
 
-    def confirm(self, record: ImageRecord, head: ObjectHead) -> ImageRecord:
-        """Verify what was uploaded and make the image ready. Bad bytes never stay in the
-        bucket: the record stays pending, so the client may PUT again while its URL is
-        valid; otherwise the sweep removes it."""
-        prefix = head.data[: self._settings.verify_prefix_bytes]
+    def confirm(self, record: ImageRecord, upload: UploadedObject) -> ImageRecord:
+        """Verify what was uploaded and make the image ready, or reject it (InvalidImage,
+        with the reason kept on the record)."""
+        prefix = upload.data[: self._settings.verify_prefix_bytes]
         try:
-            dims = self.verify(prefix, record, head.total_size, head.content_type)
-        except InvalidImage:
-            self._objects.delete(record.id)
+            dims = self.verify(prefix, record, upload.total_size, upload.content_type)
+        except InvalidImage as refused:
+            self._reject(record, upload, refused.detail)
             raise
         return self.mark_ready(record, dims)
+
+    def _reject(self, record: ImageRecord, upload: UploadedObject, reason: str) -> None:
+        """Reason first, bytes second: a failure in between leaves the reason with the bad
+        bytes still there, and the next check (a redelivery, confirm, the sweep) ends
+        the same. Only the bytes that were checked go, and only while the record is
+        still unconfirmed: never the variants, never a newer upload, never a ready
+        image's bytes. The upload stays open for valid bytes, and its record for its
+        owner to read why, at least for the grace period."""
+        now = int(self._clock().timestamp())
+        keep_until = max(record.due_at or 0, now + self._settings.finish_grace_seconds)
+        if self._table.mark_rejected(record, reason, keep_until):
+            self._objects.delete_original(record.id, upload.etag)
 
     def mark_ready(self, record: ImageRecord, dims: Dimensions) -> ImageRecord:
         """Record first, tag second: a confirm that fails in between leaves a ready record

@@ -1,11 +1,13 @@
 """Upkeep that makes every interrupted flow converge: the sweep, and usage reconcile.
 
 The sweep finishes what requests left unfinished, found through the sparse sweep index
-(never a Scan): uploads past their deadline and deletes that stopped halfway are removed
-from both stores with their quota given back; ready images whose follow-up never
-reported done are retagged and released. It works within a time budget, one batch per
-shard in turn so a backlog in one shard cannot starve the others, and remembers the
-shard it stopped at so the next run starts there.
+(never a Scan). An upload past its deadline is confirmed (or rejected, with its reason)
+if its bytes arrived, whatever became of the worker's message; one whose bytes never
+came, and deletes that stopped halfway, are removed from both stores with their quota
+given back. Ready images whose follow-up never reported done are retagged and
+released; their variants stay pending, for the worker's message or a redrive. It works
+within a time budget, one batch per shard in turn so a backlog in one shard cannot
+starve the others, and remembers the shard it stopped at so the next run starts there.
 """
 
 import logging
@@ -15,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.config import Settings
-from app.errors import ServiceError, Unavailable
-from app.models import VARIANT_BOXES, ImageRecord, Status, VariantState, VariantStatus
+from app.errors import InvalidImage, NotFound, ServiceError, Unavailable
+from app.models import UNCONFIRMED, ImageRecord, Status
 from app.service import ImageService
 from app.storage import Storage
 from app.storage.listing import SweepPosition
@@ -26,17 +28,13 @@ from app.storage.table import Usage
 log = logging.getLogger(__name__)
 
 RECONCILE_ATTEMPTS = 5
-# What a ready image's variants are recorded as when the worker never reported them (its
-# message went to the dead-letter queue, or no worker runs): a client stops waiting.
-UNMADE: dict[str, VariantState] = {
-    name: VariantState(VariantStatus.FAILED, reason="not made: the worker did not finish it")
-    for name in VARIANT_BOXES
-}
 
 
 @dataclass
 class SweepReport:
     removed: int = 0  # abandoned uploads and stalled deletes, gone from both stores
+    confirmed: int = 0  # uploads whose bytes came in time but nobody confirmed: now ready
+    rejected: int = 0  # such uploads whose bytes failed confirm's checks
     finished: int = 0  # ready images whose follow-up the sweep completed
     failed: int = 0  # items that could not be handled this time; the next run retries
     due_seen: int = 0  # due items read from the index
@@ -120,21 +118,40 @@ class Maintenance:
                 # Confirmed, but nothing reported its follow-up done: retag (idempotent)
                 # before the lifecycle rule could reap it, then release it.
                 self._storage.objects.tag_ready(record.id)
-                self._storage.table.finish(record.id, UNMADE)
+                self._storage.table.release(record.id)
                 report.finished += 1
+            elif record.status in UNCONFIRMED and self._confirm_late(record, report):
                 return
-            marked = self._storage.table.mark_deleting(
-                record.id,
-                record.user_id,
-                due_at=now + self._settings.finish_grace_seconds,
-                abandoned_before=now,
-            )
-            if marked is not None:
-                self._service.finish_delete(marked)
-                report.removed += 1
+            else:
+                marked = self._storage.table.mark_deleting(
+                    record.id,
+                    record.user_id,
+                    due_at=now + self._settings.finish_grace_seconds,
+                    abandoned_before=now,
+                )
+                if marked is not None:
+                    self._service.finish_delete(marked)
+                    report.removed += 1
         except ServiceError as exc:
             report.failed += 1
             log.warning("sweep could not finish %s, left for the next run: %r", record.id, exc)
+
+    def _confirm_late(self, record: ImageRecord, report: SweepReport) -> bool:
+        """Whether bytes were uploaded: then confirm's own checks decide (its message may be
+        in the dead-letter queue; nobody confirmed), never the deadline. An upload URL
+        expires by the deadline, so nothing can arrive after this looked."""
+        upload = self._storage.objects.read_prefix(record.id, self._settings.verify_prefix_bytes)
+        if upload is None:
+            return False
+        try:
+            self._service.confirmation.confirm(record, upload)
+        except InvalidImage:
+            report.rejected += 1
+        except NotFound:
+            pass  # deleted meanwhile: the delete finishes it
+        else:
+            report.confirmed += 1
+        return True
 
     def reconcile(self, user_id: str) -> Reconciliation:
         """Recount a user's usage from their records and correct the counters if they

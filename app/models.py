@@ -28,7 +28,7 @@ ContentType = Literal[
 ]
 CONTENT_TYPES: tuple[ContentType, ...] = get_args(ContentType)
 # What a client sees and may filter by.
-PublicStatus = Literal["pending", "ready"]
+PublicStatus = Literal["pending", "ready", "rejected"]
 
 
 class Status(StrEnum):
@@ -36,7 +36,14 @@ class Status(StrEnum):
 
     PENDING = "pending"
     READY = "ready"
+    # The bytes were checked and refused (`reason` says why) and removed; the upload is
+    # still open: valid bytes PUT while the URL lives are confirmed like any others.
+    REJECTED = "rejected"
     DELETING = "deleting"
+
+
+# Not confirmed yet: what counts against the pending quota and what confirm may flip.
+UNCONFIRMED = (Status.PENDING, Status.REJECTED)
 
 
 # S3's ceiling for one PUT; the configurable limit (IMAGES_MAX_UPLOAD_BYTES) is lower.
@@ -149,6 +156,10 @@ class Image(BaseModel):
     content_type: ContentType
     size: int
     status: PublicStatus
+    reason: str | None = Field(
+        description="Why the uploaded bytes were refused (status `rejected`): PUT valid "
+        "bytes again while the upload URL lives, then confirm; or start a new upload"
+    )
     title: str | None
     description: str | None
     tags: list[str]
@@ -236,6 +247,13 @@ class VariantState:
 
 
 NOT_MADE = VariantState(VariantStatus.PENDING)
+# How each stored status reads to the owner (a record being deleted is never shown).
+PUBLIC_STATUS: dict[str, PublicStatus] = {
+    Status.PENDING: "pending",
+    Status.READY: "ready",
+    Status.REJECTED: "rejected",
+    Status.DELETING: "pending",
+}
 
 
 @dataclass(slots=True)
@@ -259,6 +277,8 @@ class ImageRecord:
     due_at: int | None = None
     variants: dict[str, VariantState] = field(default_factory=dict)
     placeholder: str | None = None
+    # Why the last bytes checked were refused (status `rejected`).
+    reason: str | None = None
 
     @property
     def was_confirmed(self) -> bool:
@@ -267,6 +287,11 @@ class ImageRecord:
 
     def variant(self, name: str) -> VariantState:
         return self.variants.get(name, NOT_MADE)
+
+    @property
+    def variants_made(self) -> bool:
+        """Every variant is made, or failed for good: nothing is left for the worker."""
+        return all(self.variant(name).status != VariantStatus.PENDING for name in VARIANT_BOXES)
 
     def public(self) -> dict[str, Any]:
         """The JSON of `Image` without its URLs (ImageService signs them in). A list page
@@ -277,7 +302,8 @@ class ImageRecord:
             "filename": self.filename,
             "content_type": self.content_type,
             "size": self.size,
-            "status": "ready" if self.status == Status.READY else "pending",
+            "status": PUBLIC_STATUS[self.status],
+            "reason": self.reason,
             "title": self.title,
             "description": self.description,
             "tags": self.tags,

@@ -13,6 +13,7 @@ from app.confirmation import Confirmation
 from app.errors import (
     Conflict,
     IdempotencyMismatch,
+    InvalidImage,
     TooLarge,
     image_not_found,
 )
@@ -170,15 +171,17 @@ class ImageService:
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
         if record.status != Status.READY:
-            head = self._objects.read_head(image_id, self._settings.verify_prefix_bytes)
-            if head is None:
-                # A DELETE between our read and the HEAD removed the bytes; the image is
-                # gone, not waiting for an upload. One more read, only on this path.
-                self._owned(user_id, image_id)
+            upload = self._objects.read_prefix(image_id, self._settings.verify_prefix_bytes)
+            if upload is None:
+                # No bytes (any more): a delete or a rejection may have just removed them,
+                # which the record now says. One more read, only on this path.
+                current = self._owned(user_id, image_id)
+                if current.status == Status.REJECTED:
+                    raise InvalidImage(current.reason or "The uploaded bytes were refused")
                 raise Conflict(
                     "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm"
                 )
-            record = self.confirmation.confirm(record, head)
+            record = self.confirmation.confirm(record, upload)
         return self._image(record)
 
     def _image(self, record: ImageRecord) -> Image:
@@ -208,6 +211,8 @@ class ImageService:
 
     def download(self, user_id: str, image_id: str, variant: str = "original") -> DownloadLink:
         record = self._owned(user_id, image_id)
+        if record.status == Status.REJECTED:
+            raise Conflict(f"The upload was refused: {record.reason}")
         if record.status != Status.READY:
             raise Conflict("The image is not confirmed yet")
         ttl = self._settings.download_url_ttl_seconds

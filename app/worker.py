@@ -24,11 +24,19 @@ from app.config import Settings
 from app.confirmation import Confirmation
 from app.errors import InvalidImage, NotFound, ServiceError
 from app.logs import configure_logging
-from app.models import VARIANT_BOXES, ImageRecord, Status, VariantState, VariantStatus
+from app.models import (
+    UNCONFIRMED,
+    VARIANT_BOXES,
+    ImageRecord,
+    Status,
+    VariantState,
+    VariantStatus,
+)
 from app.render import Undecodable, render
 from app.storage import Storage
 from app.storage.clients import AwsClients
-from app.storage.objects import ObjectHead
+from app.storage.objects import UploadedObject
+from app.storage.queue import UploadQueue
 from app.tracing import enable_xray
 
 log = logging.getLogger(__name__)
@@ -36,32 +44,60 @@ log = logging.getLogger(__name__)
 _UPLOAD_KEY = re.compile(r"^images/([A-Za-z0-9_-]{1,64})$")
 
 
-def uploaded_images(body: str, bucket: str) -> list[str]:
-    """Image ids an S3 event notification reports created in our bucket. Anything else
-    (S3's test event, another bucket, a key we never issue) is ignored, not retried."""
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """An original S3 reports created: its image and the ETag of the bytes it announced."""
+
+    image_id: str
+    etag: str
+
+
+def _at(value: object, *path: str) -> object:
+    """value[path[0]][path[1]]..., or None where any step is not an object."""
+    for name in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def uploads_in(body: str, bucket: str) -> list[Uploaded]:
+    """The originals an S3 event notification reports created in our bucket. Anything
+    else, whatever its shape (S3's test event, another bucket, a key we never issue, JSON
+    that is not S3's), is ignored: retrying it could never succeed."""
     try:
-        records = json.loads(body).get("Records", [])
-    except (ValueError, AttributeError):
+        event = json.loads(body)
+    except (ValueError, RecursionError):
         log.warning("not an S3 event notification, ignored")
         return []
+    records = _at(event, "Records")
     found = []
     for record in records if isinstance(records, list) else []:
-        s3 = record.get("s3", {}) if isinstance(record, dict) else {}
-        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+        name, key, etag = (
+            _at(record, "eventName"),
+            _at(record, "s3", "object", "key"),
+            _at(record, "s3", "object", "eTag"),
+        )
+        if not (isinstance(name, str) and name.startswith("ObjectCreated:")):
             continue
-        if s3.get("bucket", {}).get("name") != bucket:
+        if _at(record, "s3", "bucket", "name") != bucket:
             continue
-        # S3 sends keys URL-encoded, spaces as '+'.
-        match = _UPLOAD_KEY.match(unquote_plus(str(s3.get("object", {}).get("key", ""))))
+        if not isinstance(key, str) or not isinstance(etag, str):
+            continue
+        # S3 sends keys URL-encoded, spaces as '+'; and ETags without their quotes.
+        match = _UPLOAD_KEY.match(unquote_plus(key))
         if match:
-            found.append(match.group(1))
+            found.append(Uploaded(match.group(1), f'"{etag.strip(chr(34))}"'))
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Uploaded:
-    content_type: str
-    data: ObjectHead
+def _settled(record: ImageRecord) -> str | None:
+    """Why there is nothing (more) to do for this record, if there is not."""
+    if record.status == Status.DELETING:
+        return "being deleted"
+    if record.status == Status.READY and record.variants_made:
+        return "already done"  # a redelivered message
+    return None
 
 
 class Worker:
@@ -77,66 +113,59 @@ class Worker:
         failures = []
         for message in event.get("Records", []):
             try:
-                for image_id in uploaded_images(message["body"], self._settings.bucket):
-                    outcome = self.process(image_id)
-                    log.info("worker: %s %s", image_id, outcome)
+                for upload in uploads_in(message["body"], self._settings.bucket):
+                    outcome = self.process(upload)
+                    log.info("worker: %s %s", upload.image_id, outcome)
             except Exception:
                 log.exception("worker: message %s failed, to be retried", message["messageId"])
                 failures.append({"itemIdentifier": message["messageId"]})
         return {"batchItemFailures": failures}
 
-    def process(self, image_id: str) -> str:
+    def process(self, upload: Uploaded) -> str:
         """Confirm (if needed) and make the variants of one image; what happened."""
-        found = self._confirmed(image_id)
-        if isinstance(found, str):
-            return found
-        variants, placeholder = self._variants(image_id, found.content_type, found.data)
+        record = self._table.get(upload.image_id)
+        if record is None:
+            # No record will ever point at these bytes (a PUT that raced a delete): remove
+            # them, and only them (a conditional delete on the ETag S3 announced).
+            self._objects.delete_original(upload.image_id, upload.etag)
+            return "orphan removed"
+        settled = _settled(record)
+        if settled:
+            return settled
+        stored = self._objects.read(
+            record.id, self._settings.max_upload_bytes, self._settings.verify_prefix_bytes
+        )
+        if stored is None:
+            return "no bytes"  # deleted meanwhile, or a refused upload already removed
+        if record.status in UNCONFIRMED:
+            try:
+                record = self._confirmation.confirm(record, stored)
+            except InvalidImage as exc:
+                return f"refused: {exc.detail}"  # the reason is on the record
+            except NotFound:
+                return "not confirmable"  # deleted meanwhile
+        return self._make_variants(record, stored)
+
+    def _make_variants(self, record: ImageRecord, stored: UploadedObject) -> str:
+        variants, placeholder = self._variants(record, stored)
         # Before the image leaves the sweep's index: nothing would retag it afterwards.
-        self._objects.tag_ready(image_id)
-        if not self._table.record_variants(image_id, variants, placeholder):
-            self._objects.delete(image_id)  # deleted meanwhile: remove what we wrote
+        self._objects.tag_ready(record.id)
+        if not self._table.record_variants(record.id, variants, placeholder):
+            self._objects.delete(record.id)  # deleted meanwhile: remove what we wrote
             return "deleted meanwhile"
         return "done"
 
-    def _confirmed(self, image_id: str) -> "_Uploaded | str":
-        """The ready image and its bytes, or why there is nothing (more) to do."""
-        record = self._table.get(image_id)
-        if record is None:
-            # No record will ever point at these bytes (a PUT that raced a delete).
-            self._objects.delete(image_id)
-            return "orphan removed"
-        if record.status == Status.DELETING:
-            return "being deleted"
-        if record.status == Status.READY and record.due_at is None:
-            return "already done"  # a redelivered message
-        head = self._objects.read(image_id, self._settings.max_upload_bytes)
-        if head is None:
-            return "no bytes"  # deleted meanwhile, or a refused upload already removed
-        if record.status == Status.PENDING:
-            refused = self._auto_confirm(record, head)
-            if refused:
-                return refused
-        return _Uploaded(record.content_type, head)
-
-    def _auto_confirm(self, record: ImageRecord, head: ObjectHead) -> str:
-        """Exactly what POST .../confirm does; why it refused, or "" when now ready."""
-        try:
-            self._confirmation.confirm(record, head)
-        except InvalidImage as exc:
-            return f"refused: {exc.detail}"  # bytes deleted; the client may PUT again
-        except NotFound:
-            return "not confirmable"  # past its deadline, or deleted meanwhile
-        return ""
-
     def _variants(
-        self, image_id: str, content_type: str, head: ObjectHead
+        self, record: ImageRecord, stored: UploadedObject
     ) -> tuple[dict[str, VariantState], str | None]:
-        if head.total_size > self._settings.max_upload_bytes:
+        if not stored.whole:
+            # Verified against the same limits, so only a misconfigured worker gets here:
+            # the image stays as confirmed, only its variants cannot be made.
             rendered = None
-            reason = f"{head.total_size} bytes is over the upload limit"
+            reason = f"{stored.total_size} bytes is over the worker's limit"
         else:
             try:
-                rendered = render(head.data, content_type, self._settings.max_pixels)
+                rendered = render(stored.data, record.content_type, self._settings.max_pixels)
                 reason = ""
             except Undecodable as exc:
                 rendered, reason = None, str(exc)
@@ -144,7 +173,7 @@ class Worker:
             failed = VariantState(VariantStatus.FAILED, reason=reason)
             return dict.fromkeys(VARIANT_BOXES, failed), None
         for variant in rendered.variants:
-            self._objects.put_variant(image_id, variant.name, variant.data)
+            self._objects.put_variant(record.id, variant.name, variant.data)
         made = {
             variant.name: VariantState(
                 VariantStatus.READY, variant.width, variant.height, len(variant.data)
@@ -154,52 +183,36 @@ class Worker:
         return made, rendered.placeholder
 
 
-def build(settings: Settings, clients: AwsClients | None = None) -> Worker:
+def build(settings: Settings, clients: AwsClients | None = None) -> tuple[Worker, Storage]:
     """The worker over shared clients (built lazily, on the first message)."""
     storage = Storage.connect(clients or AwsClients(settings), settings)
-    return Worker(Confirmation(storage, settings, lambda: datetime.now(UTC)), storage, settings)
+    worker = Worker(Confirmation(storage, settings, lambda: datetime.now(UTC)), storage, settings)
+    return worker, storage
 
 
-def poll(worker: Worker, clients: AwsClients, settings: Settings, stop: threading.Event) -> None:
+def poll(worker: Worker, queue: UploadQueue, settings: Settings, stop: threading.Event) -> None:
     """Long-poll the queue and hand each batch to `worker.handle`, as Lambda's event
     source mapping does: what it reports done is deleted, the rest comes back after the
     visibility timeout (and, past the redrive limit, goes to the dead-letter queue)."""
-    sqs = clients.sqs
-    queue_url: str | None = None
     while not stop.is_set():
         try:
-            if queue_url is None:
-                queue_url = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
-            received = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=settings.worker_poll_seconds,
-            )
-            messages = received.get("Messages", [])
+            messages = queue.receive(settings.worker_poll_seconds)
             if not messages:
                 continue
             result = worker.handle(
                 {
                     "Records": [
-                        {"messageId": m["MessageId"], "body": m["Body"], "eventSource": "aws:sqs"}
+                        {"messageId": m.id, "body": m.body, "eventSource": "aws:sqs"}
                         for m in messages
                     ]
                 }
             )
             failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
-            done = [m for m in messages if m["MessageId"] not in failed]
-            if done:
-                sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                        for n, m in enumerate(done)
-                    ],
-                )
-        except (ServiceError, OSError, ValueError) as exc:  # AWS or the network: wait, retry
+            queue.done([m for m in messages if m.id not in failed])
+        except ServiceError as exc:  # AWS or the network: wait, retry
             log.warning("worker: polling failed, retrying: %r", exc)
             stop.wait(1)
-        except Exception:  # botocore's own errors, anything unforeseen: never stop polling
+        except Exception:  # anything unforeseen: never stop polling
             log.exception("worker: polling failed, retrying")
             stop.wait(1)
 
@@ -207,8 +220,9 @@ def poll(worker: Worker, clients: AwsClients, settings: Settings, stop: threadin
 def start_in_background(settings: Settings, clients: AwsClients) -> threading.Event:
     """`make run`: the worker in a daemon thread of this process. Set the event to stop."""
     stop = threading.Event()
+    worker, storage = build(settings, clients)
     thread = threading.Thread(
-        target=poll, args=(build(settings, clients), clients, settings, stop), daemon=True
+        target=poll, args=(worker, storage.queue, settings, stop), daemon=True
     )
     thread.start()
     return stop
@@ -220,7 +234,7 @@ def _lambda_worker() -> Worker:
     configure_logging(settings.log_level)
     if settings.xray:
         enable_xray()
-    return build(settings)
+    return build(settings)[0]
 
 
 def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:

@@ -123,6 +123,7 @@ def _stubs(stub_s3: Answers, stub_ddb: Answers, name: str) -> None:
                 "ContentLength": len(PNG),
                 "ContentRange": f"bytes 0-{len(PNG) - 1}/{len(PNG)}",
                 "ContentType": "image/png",
+                "ETag": '"0123456789abcdef0123456789abcdef"',
             },
         )
         stub_s3.add_response("put_object_tagging", {})

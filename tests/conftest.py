@@ -28,6 +28,7 @@ from app.main import create_app
 from app.storage.clients import AwsClients
 from app.storage.items import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
+from app.worker import Worker
 from tests.imagefiles import make_image
 from tests.servers import (
     BASE_ENV,
@@ -242,6 +243,43 @@ def upload(client: TestClient, pending: Uploader) -> Uploader:
         return confirmed
 
     return _upload
+
+
+Drain = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def worker(app: FastAPI) -> Worker:
+    """The worker over the app's own stores (what a test patches there, it sees)."""
+    return Worker(app.state.service.confirmation, app.state.storage, app.state.settings)
+
+
+@pytest.fixture
+def drain(worker: Worker, clients: AwsClients, settings: Settings) -> Drain:
+    """Deliver every queued message once, as Lambda would (batches of up to 10); return
+    each batch's answer. What a batch reports done is deleted from the queue."""
+
+    def run() -> list[dict[str, Any]]:
+        url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+        answers = []
+        while True:
+            messages = clients.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return answers
+            answer = worker.handle(
+                {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+            )
+            answers.append(answer)
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            if failed:
+                return answers
+
+    return run
 
 
 @pytest.fixture

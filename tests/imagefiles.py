@@ -1,6 +1,7 @@
 """Real image bytes for tests, made with Pillow (a dev dependency only)."""
 
 import io
+import random
 import struct
 import zlib
 
@@ -29,6 +30,14 @@ def make_image(
 ) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, FORMATS[content_type], **save_options)
+    return buffer.getvalue()
+
+
+def noisy_image(content_type: str = "image/png", width: int = 200, height: int = 200) -> bytes:
+    """Random pixels: an image that barely compresses (a big file from few pixels)."""
+    buffer = io.BytesIO()
+    pixels = random.Random(width * height).randbytes(width * height * 3)  # noqa: S311 - pixels
+    Image.frombytes("RGB", (width, height), pixels).save(buffer, FORMATS[content_type])
     return buffer.getvalue()
 
 

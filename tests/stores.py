@@ -27,6 +27,11 @@ class Stores:
         )
         return listing.get("KeyCount", 0) > 0
 
+    def etag(self, image_id: str) -> str:
+        """The ETag of the original's bytes, as S3 announces it to the worker."""
+        head = self.clients.s3.head_object(Bucket=self.settings.bucket, Key=object_key(image_id))
+        return str(head["ETag"])
+
     def keys(self) -> list[str]:
         """Every key in the bucket: originals and variants."""
         listing = self.clients.s3.list_objects_v2(Bucket=self.settings.bucket)

@@ -98,13 +98,13 @@ def test_confirm_whose_bytes_a_delete_just_removed_is_404(
     runs to its end, then confirm looks for the bytes. The image is gone, not unsent."""
     image_id = pending(alice)["id"]
     objects = app.state.storage.objects
-    read_head = objects.read_head
+    read_prefix = objects.read_prefix
 
     def deleted_first(*args: Any) -> Any:
         app.state.service.delete("alice", image_id)
-        return read_head(*args)
+        return read_prefix(*args)
 
-    monkeypatch.setattr(objects, "read_head", deleted_first)
+    monkeypatch.setattr(objects, "read_prefix", deleted_first)
 
     response = client.post(f"/images/{image_id}/confirm", headers=alice)
 

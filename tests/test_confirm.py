@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 
 from app.storage.clients import AwsClients
-from tests.conftest import Uploader
+from tests.conftest import Drain, Uploader
 from tests.imagefiles import FORMATS, make_image
 from tests.stores import Stores
 
@@ -203,3 +203,91 @@ def test_confirm_when_s3_refuses_an_uploaded_object_is_503(
 
     assert response.status_code == 503
     assert "AccessDenied" in response.json()["detail"]
+
+
+def _not_a_png(size: int = 200) -> bytes:
+    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
+
+
+REFUSED_PNG = "The uploaded bytes are not a valid image/png image"
+
+
+def test_rejected_upload_shows_rejected_with_its_reason(
+    client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes
+) -> None:
+    image = create(alice, data=_not_a_png())
+    put_bytes(image["id"], _not_a_png(), "image/png")
+    client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+    listed = client.get("/images?status=rejected", headers=alice).json()["items"]
+
+    assert (got["status"], got["reason"]) == ("rejected", REFUSED_PNG)
+    assert [item["id"] for item in listed] == [image["id"]]
+
+
+def test_confirm_after_the_worker_refused_the_bytes_is_422_with_its_reason(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    drain: Drain,
+    stores: Stores,
+) -> None:
+    image = create(alice, data=_not_a_png())
+    put_bytes(image["id"], _not_a_png(), "image/png")
+    drain()  # the worker got there first
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": REFUSED_PNG}
+    assert not stores.has_object(image["id"])
+
+
+def test_confirm_while_the_worker_refuses_the_bytes_is_422_with_its_reason(
+    app: Any,
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    drain: Drain,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Confirm reads the record (pending), the worker refuses and removes the bytes, then
+    confirm looks for them: it answers the worker's verdict, not "nothing uploaded"."""
+    image = create(alice, data=_not_a_png())
+    put_bytes(image["id"], _not_a_png(), "image/png")
+    objects = app.state.storage.objects
+    read_prefix = objects.read_prefix
+
+    def worker_first(*args: Any) -> Any:
+        monkeypatch.setattr(objects, "read_prefix", read_prefix)
+        drain()
+        return read_prefix(*args)
+
+    monkeypatch.setattr(objects, "read_prefix", worker_first)
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": REFUSED_PNG}
+
+
+def test_rejected_upload_put_again_with_valid_bytes_is_ready_without_a_reason(
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    drain: Drain,
+) -> None:
+    data = make_image()
+    image = create(alice, data=data)
+    put_bytes(image["id"], _not_a_png(len(data)), "image/png")
+    drain()
+    put_bytes(image["id"], data, "image/png")
+
+    drain()  # no confirm call: the worker confirms the new bytes
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert (got["status"], got["reason"]) == ("ready", None)

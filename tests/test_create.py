@@ -31,6 +31,7 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
         "content_type",
         "size",
         "status",
+        "reason",
         "title",
         "description",
         "tags",

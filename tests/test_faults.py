@@ -6,6 +6,7 @@ Two kinds of failure per step: the call never happens (AWS unavailable), and the
 happens but its answer is lost (a read timeout after the write landed), the nastier.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -184,13 +185,28 @@ def test_delete_fault_never_retried_is_finished_by_the_sweep_even_after_ttl(
 
 
 def test_abandoned_upload_is_swept_with_its_quota_even_after_ttl(
-    faults: Faults, alice: dict[str, str], pending: Uploader
+    faults: Faults, alice: dict[str, str], create: Uploader
 ) -> None:
-    image = pending(alice)
+    image = create(alice)
 
     faults.converge()
 
     faults.assert_gone(image["id"], "alice")
+
+
+def test_upload_nobody_confirmed_is_ready_once_everything_has_passed(
+    faults: Faults, alice: dict[str, str], pending: Uploader
+) -> None:
+    """Bytes PUT in time, and then neither confirm nor the worker (its message in the
+    dead-letter queue): the sweep confirms them, counted once."""
+    image = pending(alice)
+
+    faults.converge()
+    got = faults.client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert got["status"] == "ready"
+    assert faults.stores.usage("alice") == (1, image["size"])
+    assert faults.no_drift("alice")
 
 
 @FAILURE_MODES
@@ -288,3 +304,39 @@ def test_transaction_conflict_is_retried(
 
     assert response.status_code == 201
     assert conflicts == [0]
+
+
+def test_create_whose_answer_botocore_lost_and_sent_again_is_created_once(
+    client: TestClient,
+    alice: dict[str, str],
+    clients: AwsClients,
+    stores: Stores,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read timeout after DynamoDB committed the create: botocore itself sends the same
+    transaction again, whose conditions now find our own writes."""
+    endpoint = type(clients.dynamodb._endpoint)
+    real = endpoint._do_get_response
+    tokens: list[str] = []
+
+    def lose_first_answer(self: Any, request: Any, operation: Any, context: Any) -> Any:
+        answer = real(self, request, operation, context)
+        if operation.name == "TransactWriteItems":
+            tokens.append(json.loads(request.body)["ClientRequestToken"])
+            if len(tokens) == 1:
+                return None, ReadTimeoutError(endpoint_url=request.url)
+        return answer
+
+    monkeypatch.setattr(endpoint, "_do_get_response", lose_first_answer)
+
+    response = client.post(
+        "/images",
+        json={"filename": "a.png", "content_type": "image/png", "size": 10},
+        headers=alice,
+    )
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+    assert len(tokens) == 2
+    assert tokens[0] == tokens[1]  # what makes the repeat a success on DynamoDB itself
+    assert stores.usage("alice") == (1, 10)

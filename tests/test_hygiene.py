@@ -39,23 +39,22 @@ def test_confirm_tags_object_ready(alice: dict[str, str], upload: Uploader, stor
     assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
-def test_sweep_removes_abandoned_upload_from_both_stores(
+def test_sweep_removes_an_upload_whose_bytes_never_came(
     app: Any,
     alice: dict[str, str],
     create: Uploader,
-    put_bytes: PutBytes,
     settings: Settings,
     clock: Clock,
     stores: Stores,
 ) -> None:
     image = create(alice)
-    put_bytes(image["id"], make_image(), "image/png")
     clock.advance(settings.upload_deadline_seconds + 1)
 
     removed = _sweep(app)
 
     assert removed == 1
     assert stores.stored(image["id"]) == (False, False)
+    assert stores.usage("alice") == (0, 0)
 
 
 def test_sweep_keeps_uploads_within_deadline(
@@ -105,15 +104,17 @@ def test_sweep_finishes_an_interrupted_delete(
     assert stores.stored(image["id"]) == (False, False)
 
 
-def test_confirm_after_deadline_is_404(
+def test_confirm_of_an_upload_swept_for_want_of_bytes_is_404(
+    app: Any,
     client: TestClient,
     alice: dict[str, str],
-    pending: Uploader,
+    create: Uploader,
     clock: Clock,
     settings: Settings,
 ) -> None:
-    image = pending(alice)
+    image = create(alice)
     clock.advance(settings.upload_deadline_seconds + 1)
+    _sweep(app)
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 

@@ -2,6 +2,7 @@
 tagging only after the record is ready, a resumable and fair sweep, and reconcile."""
 
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.__main__ import main
 from app.config import Settings
 from app.errors import Unavailable
 from app.maintenance import Maintenance
@@ -17,7 +19,7 @@ from app.models import ImageRecord, Status, format_timestamp
 from app.storage.clients import AwsClients
 from app.storage.items import object_key, usage_key
 from app.storage.resources import SWEEP_SHARDS
-from tests.conftest import AppFactory, Clock, Uploader, bearer
+from tests.conftest import SECRET, AppFactory, Clock, Drain, Uploader, bearer
 from tests.imagefiles import make_image
 from tests.stores import Stores
 
@@ -51,7 +53,7 @@ def test_put_after_confirm_is_refused_and_the_verified_bytes_stay(
     assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
-def test_confirm_refused_after_deadline_leaves_the_object_tagged_pending(
+def test_confirm_after_the_deadline_of_bytes_put_in_time_is_ready(
     client: TestClient,
     alice: dict[str, str],
     pending: Uploader,
@@ -59,15 +61,16 @@ def test_confirm_refused_after_deadline_leaves_the_object_tagged_pending(
     clock: Clock,
     stores: Stores,
 ) -> None:
-    """Tag ready only after the record is ready: a refused confirm leaves the bytes where
-    the lifecycle rule (and the sweep) will reap them."""
+    """Bytes there at all were PUT while the URL lived, which ends by the deadline: the
+    deadline only decides when an upload with no bytes is abandoned."""
     image = pending(alice)
     clock.advance(settings.upload_deadline_seconds + 1)
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 404
-    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "pending"}]
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
 
 
 def test_confirmed_image_stays_in_sweep_index_until_finished(
@@ -315,3 +318,92 @@ def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Cl
     assert len(slept) == 1
     assert 9 <= slept[0] <= 10
     assert result.drift is False
+
+
+# --- Uploads whose worker never came -------------------------------------------------
+
+
+def _not_a_png(size: int = 200) -> bytes:
+    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
+
+
+def test_sweep_confirms_bytes_put_in_time_whose_message_dead_lettered(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    settings: Settings,
+    clock: Clock,
+    stores: Stores,
+) -> None:
+    image = pending(alice)  # nobody confirms, and the worker's message is lost
+    clock.advance(settings.upload_deadline_seconds + 1)
+
+    report = app.state.maintenance.sweep()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert (report.confirmed, report.removed) == (1, 0)
+    assert got["status"] == "ready"
+    assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
+    assert stores.usage("alice") == (1, image["size"])
+    assert app.state.maintenance.reconcile("alice").drift is False
+
+
+def test_sweep_rejects_bad_bytes_put_in_time_and_keeps_the_reason_for_a_while(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    settings: Settings,
+    clock: Clock,
+    stores: Stores,
+) -> None:
+    image = create(alice, data=_not_a_png())
+    put_bytes(image["id"], _not_a_png(), "image/png")
+    clock.advance(settings.upload_deadline_seconds + 1)
+
+    first = app.state.maintenance.sweep()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+    clock.advance(settings.finish_grace_seconds + 1)
+    second = app.state.maintenance.sweep()
+
+    assert (first.rejected, first.removed) == (1, 0)
+    assert got["status"] == "rejected"
+    assert "not a valid image/png" in got["reason"]
+    assert second.removed == 1
+    assert stores.stored(image["id"]) == (False, False)
+    assert stores.usage("alice") == (0, 0)
+
+
+def test_redrive_sends_dead_letters_back_and_the_worker_makes_their_variants(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    upload: Uploader,
+    drain: Drain,
+    clients: AwsClients,
+    settings: Settings,
+    clock: Clock,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = upload(alice)
+    sqs = clients.sqs
+    queue = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+    dead = sqs.get_queue_url(QueueName=f"{settings.queue}-dead")["QueueUrl"]
+    (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]  # what SQS does after
+    sqs.send_message(QueueUrl=dead, MessageBody=message["Body"])  # five failed receives
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    clock.advance(settings.finish_grace_seconds + 1)
+    app.state.maintenance.sweep()  # releases it: its variants stay pending
+    monkeypatch.setenv("IMAGES_JWT_SECRET", SECRET)
+
+    main(["redrive"])
+    printed = json.loads(capsys.readouterr().out)
+    drain()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert printed == {"moved": 1}
+    assert got["variants"]["thumb"]["status"] == "ready"
+    assert sqs.receive_message(QueueUrl=dead).get("Messages", []) == []

@@ -4,58 +4,28 @@ auto-confirm, variants, placeholders, redelivery, failures, deletes meanwhile.""
 import io
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.items import variant_key
-from app.worker import Worker
-from tests.conftest import Clock, Uploader
-from tests.imagefiles import make_image, undecodable_png
+from app.worker import Uploaded, Worker, uploads_in
+from tests.conftest import Clock, Drain, Uploader
+from tests.imagefiles import make_image, noisy_image, undecodable_png
 from tests.stores import Stores
 
-Drain = Callable[[], list[dict[str, Any]]]
 
-
-@pytest.fixture
-def worker(app: FastAPI) -> Worker:
-    """The worker over the app's own stores (what a test patches there, it sees)."""
-    return Worker(app.state.service.confirmation, app.state.storage, app.state.settings)
-
-
-@pytest.fixture
-def drain(worker: Worker, clients: AwsClients, settings: Settings) -> Drain:
-    """Deliver every queued message once, as Lambda would (batches of up to 10); return
-    each batch's answer. What a batch reports done is deleted from the queue."""
-
-    def run() -> list[dict[str, Any]]:
-        url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
-        answers = []
-        while True:
-            messages = clients.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not messages:
-                return answers
-            answer = worker.handle(
-                {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
-            )
-            answers.append(answer)
-            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            if failed:
-                return answers
-
-    return run
+def announced(stores: Stores, image_id: str) -> Uploaded:
+    """What S3's notification of this image's current bytes tells the worker."""
+    return Uploaded(image_id, stores.etag(image_id))
 
 
 def _object(clients: AwsClients, settings: Settings, key: str) -> bytes:
@@ -199,13 +169,14 @@ def test_confirm_racing_the_worker_ends_ready_once(
 ) -> None:
     for _ in range(5):
         image_id = pending(alice)["id"]
+        upload = announced(stores, image_id)
         results: list[Any] = []
 
         def confirm(image_id: str = image_id, results: list[Any] = results) -> None:
             results.append(client.post(f"/images/{image_id}/confirm", headers=alice).status_code)
 
-        def process(image_id: str = image_id, results: list[Any] = results) -> None:
-            results.append(worker.process(image_id))
+        def process(upload: Uploaded = upload, results: list[Any] = results) -> None:
+            results.append(worker.process(upload))
 
         threads = [threading.Thread(target=confirm), threading.Thread(target=process)]
         for thread in threads:
@@ -218,13 +189,19 @@ def test_confirm_racing_the_worker_ends_ready_once(
 
 
 def test_redelivered_message_changes_nothing(
-    worker: Worker, alice: dict[str, str], pending: Uploader, drain: Drain, aws_calls: Any
+    worker: Worker,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    stores: Stores,
+    aws_calls: Any,
 ) -> None:
     image = pending(alice)
+    upload = announced(stores, image["id"])
     drain()
     aws_calls.clear()
 
-    outcome = worker.process(image["id"])
+    outcome = worker.process(upload)
 
     assert outcome == "already done"
     assert dict(aws_calls) == {"dynamodb.GetItem": 1}
@@ -243,9 +220,13 @@ def test_bytes_that_are_not_the_declared_image_are_refused_and_removed(
     put_bytes(image["id"], fake, "image/png")
 
     answers = drain()
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
 
     assert answers == [{"batchItemFailures": []}]  # permanent: never retried
-    assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "pending"
+    assert (got["status"], got["reason"]) == (
+        "rejected",
+        "The uploaded bytes are not a valid image/png image",
+    )
     assert not stores.has_object(image["id"])
 
 
@@ -284,7 +265,7 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
 
     monkeypatch.setattr(objects, "put_variant", put_then_delete)
 
-    outcome = worker.process(image["id"])
+    outcome = worker.process(announced(stores, image["id"]))
 
     assert outcome == "deleted meanwhile"
     assert stores.keys() == []
@@ -297,7 +278,7 @@ def test_bytes_with_no_record_are_removed(
     orphan = "f" * 32
     clients.s3.put_object(Bucket=settings.bucket, Key=f"images/{orphan}", Body=make_image())
 
-    outcome = worker.process(orphan)
+    outcome = worker.process(announced(stores, orphan))
 
     assert outcome == "orphan removed"
     assert not stores.has_object(orphan)
@@ -349,13 +330,86 @@ def test_a_failing_message_is_reported_alone_and_retried(
                 ]
             }
         ),
+        json.dumps({"Records": ["ObjectCreated:Put"]}),
+        json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": "images/x"}]}),
+        json.dumps(
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": [], "object": 1}}]}
+        ),
+        json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"bucket": {"name": "images"}, "object": {"key": 7, "eTag": "x"}},
+                    }
+                ]
+            }
+        ),
+        json.dumps([{"Records": []}]),
+        "[" * 100_000,
     ],
-    ids=["not-json", "s3-test-event", "not-a-creation", "other-bucket"],
+    ids=[
+        "not-json",
+        "s3-test-event",
+        "not-a-creation",
+        "other-bucket",
+        "record-is-a-string",
+        "s3-is-a-string",
+        "bucket-and-object-of-the-wrong-type",
+        "key-is-a-number",
+        "body-is-a-list",
+        "nested-past-the-parser",
+    ],
 )
 def test_messages_that_are_not_our_uploads_are_ignored(worker: Worker, body: str) -> None:
     answer = worker.handle({"Records": [{"messageId": "m1", "body": body}]})
 
     assert answer == {"batchItemFailures": []}
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+# S3's event, with any of its parts replaced by anything.
+S3_SHAPED = st.fixed_dictionaries(
+    {
+        "Records": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "eventName": st.sampled_from(["ObjectCreated:Put"]) | JSON,
+                    "s3": st.fixed_dictionaries(
+                        {
+                            "bucket": st.fixed_dictionaries({"name": st.just("images") | JSON})
+                            | JSON,
+                            "object": st.fixed_dictionaries(
+                                {
+                                    "key": st.sampled_from(["images/abc", "images/a%20b"]) | JSON,
+                                    "eTag": st.just("0123") | JSON,
+                                }
+                            )
+                            | JSON,
+                        }
+                    )
+                    | JSON,
+                }
+            )
+            | JSON,
+            max_size=3,
+        )
+        | JSON
+    }
+)
+
+
+@given(body=st.one_of(JSON, S3_SHAPED).map(json.dumps) | st.text())
+def test_any_message_body_is_read_or_ignored_never_an_error(body: str) -> None:
+    """Whatever arrives on the queue, reading it never raises: an error would send the
+    message round five times and into the dead-letter queue, for nothing."""
+    found = uploads_in(body, "images")
+
+    assert all(upload.image_id == "abc" for upload in found)
 
 
 def test_worker_retags_an_image_whose_confirm_could_not_tag_it(
@@ -395,22 +449,37 @@ def test_delete_removes_the_variants_too(
     assert stores.keys() == []
 
 
-def test_variants_never_made_are_marked_failed_by_the_sweep(
+def test_variants_whose_message_came_after_the_sweep_released_the_image_are_made(
     app: FastAPI,
     client: TestClient,
     alice: dict[str, str],
     upload: Uploader,
+    drain: Drain,
     clock: Clock,
     settings: Settings,
 ) -> None:
-    image = upload(alice)  # and its message lost (say, in the dead-letter queue)
+    """A backlog: the worker's message arrives long after confirm, when the sweep has
+    already retagged the image and taken it out of its index. Not made is work to do."""
+    image = upload(alice)
     clock.advance(settings.finish_grace_seconds + 1)
-
     app.state.maintenance.sweep()
-    got = client.get(f"/images/{image['id']}", headers=alice).json()
+    released = client.get(f"/images/{image['id']}", headers=alice).json()
 
-    assert got["variants"]["thumb"]["status"] == "failed"
-    assert "worker" in got["variants"]["thumb"]["reason"]
+    drain()
+    made = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert released["variants"]["thumb"] == {
+        "status": "pending",
+        "width": None,
+        "height": None,
+        "bytes": None,
+        "reason": None,
+    }
+    assert (made["variants"]["thumb"]["status"], made["variants"]["preview"]["status"]) == (
+        "ready",
+        "ready",
+    )
+    assert made["thumb_url"]
 
 
 def test_the_sweep_never_overwrites_variants_the_worker_made(
@@ -432,3 +501,110 @@ def test_the_sweep_never_overwrites_variants_the_worker_made(
         client.get(f"/images/{image['id']}", headers=alice).json()["variants"]["thumb"]["status"]
         == "ready"
     )
+
+
+def _not_a_png(size: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
+
+
+def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_replaced_them(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: Any,
+    worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+    clients: AwsClients,
+    settings: Settings,
+    stores: Stores,
+) -> None:
+    """The worker reads the first, bad bytes. Before it judges them, confirm refuses them,
+    the client PUTs valid bytes and confirms those. The old verdict touches nothing."""
+    good = make_image("image/png")
+    image = create(alice, data=good)
+    put_bytes(image["id"], _not_a_png(len(good)), "image/png")
+    stale = announced(stores, image["id"])
+    objects = app.state.storage.objects
+    real_read = objects.read
+
+    def read_then_replaced(*args: Any) -> Any:
+        old = real_read(*args)
+        assert client.post(f"/images/{image['id']}/confirm", headers=alice).status_code == 422
+        put_bytes(image["id"], good, "image/png")
+        assert client.post(f"/images/{image['id']}/confirm", headers=alice).status_code == 200
+        return old
+
+    monkeypatch.setattr(objects, "read", read_then_replaced)
+
+    outcome = worker.process(stale)
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert outcome.startswith("refused")
+    assert got["status"] == "ready"
+    assert _object(clients, settings, f"images/{image['id']}") == good
+
+
+def test_a_verdict_on_old_bytes_never_removes_bytes_uploaded_since(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: Any,
+    worker: Worker,
+    drain: Drain,
+    monkeypatch: pytest.MonkeyPatch,
+    clients: AwsClients,
+    settings: Settings,
+    stores: Stores,
+) -> None:
+    """As above, but the new bytes are not confirmed yet when the worker judges the old:
+    the record may say rejected for a moment, the new bytes stay and are confirmed."""
+    good = make_image("image/png")
+    image = create(alice, data=good)
+    put_bytes(image["id"], _not_a_png(len(good)), "image/png")
+    stale = announced(stores, image["id"])
+    objects = app.state.storage.objects
+    real_read = objects.read
+
+    def read_then_replaced(*args: Any) -> Any:
+        old = real_read(*args)
+        client.post(f"/images/{image['id']}/confirm", headers=alice)  # refuses, removes
+        put_bytes(image["id"], good, "image/png")
+        return old
+
+    with monkeypatch.context() as patch:
+        patch.setattr(objects, "read", read_then_replaced)
+        worker.process(stale)
+    kept = _object(clients, settings, f"images/{image['id']}")
+    drain()  # the notifications of both PUTs
+
+    assert kept == good
+    assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "ready"
+
+
+def test_the_worker_never_deletes_an_upload_too_big_for_it_to_read_whole(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    settings: Settings,
+    stores: Stores,
+) -> None:
+    """Verified from its first bytes and its size, as confirm does: a worker that may not
+    read all of it still confirms it, and only its variants cannot be made."""
+    data = noisy_image()
+    image = pending(alice, "image/png", data)
+    small = settings.model_copy(
+        update={"max_upload_bytes": len(data) // 2, "verify_prefix_bytes": 1024}
+    )
+    worker = Worker(app.state.service.confirmation, app.state.storage, small)
+
+    outcome = worker.process(announced(stores, image["id"]))
+    got = client.get(f"/images/{image['id']}", headers=alice).json()
+
+    assert outcome == "done"
+    assert got["status"] == "ready"
+    assert got["variants"]["thumb"]["status"] == "failed"
+    assert "limit" in got["variants"]["thumb"]["reason"]
+    assert stores.has_object(image["id"])

@@ -6,6 +6,7 @@ from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.listing import ImageListing
 from app.storage.objects import ImageObjects
+from app.storage.queue import UploadQueue
 from app.storage.table import ImageTable
 
 
@@ -14,6 +15,7 @@ class Storage:
     table: ImageTable
     objects: ImageObjects
     listing: ImageListing
+    queue: UploadQueue
 
     @classmethod
     def connect(cls, clients: AwsClients, settings: Settings) -> "Storage":
@@ -22,4 +24,5 @@ class Storage:
             ImageTable(clients, settings),
             ImageObjects(clients, settings),
             ImageListing(clients, settings),
+            UploadQueue(clients, settings),
         )

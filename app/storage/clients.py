@@ -53,20 +53,24 @@ def aws_call() -> Iterator[None]:
 
 T = TypeVar("T")
 
-# The refusal a conditional write expects: the condition did not hold (DynamoDB), or the
-# object already exists (S3's If-None-Match).
+# The refusal a conditional write expects: the condition did not hold (DynamoDB), or S3's
+# If-None-Match / If-Match did not (the object exists already, or holds other bytes).
 CONDITION_FAILED = "ConditionalCheckFailedException"
-ALREADY_EXISTS = "PreconditionFailed"
+PRECONDITION_FAILED = "PreconditionFailed"
+# What S3 answers a conditional delete of a key that is not there.
+MISSING_KEYS = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
-def unless_refused(call: Callable[[], T], refusal: str) -> T | None:
-    """`call`'s answer, or None when AWS refuses it with `refusal`: for a conditional
-    write, the answer that the condition (not AWS) said no. Anything else as aws_call."""
+def unless_refused(call: Callable[[], T], refusal: str | frozenset[str]) -> T | None:
+    """`call`'s answer, or None when AWS refuses it with `refusal` (a code or a set of
+    them): for a conditional write, the answer that the condition (not AWS) said no.
+    Anything else as aws_call."""
+    refusals = {refusal} if isinstance(refusal, str) else refusal
     with aws_call():
         try:
             return call()
         except ClientError as exc:
-            if error_code(exc) == refusal:
+            if error_code(exc) in refusals:
                 return None
             raise
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.models import (
     NOT_MADE,
+    PUBLIC_STATUS,
     VARIANT_BOXES,
     ImageRecord,
     Status,
@@ -71,6 +72,8 @@ def to_item(record: ImageRecord) -> Item:
         "status": {"S": record.status},
         "tags": {"L": [{"S": tag} for tag in record.tags]},
     }
+    if record.reason is not None:
+        item["reason"] = {"S": record.reason}
     if record.title is not None:
         item["title"] = {"S": record.title}
     if record.description is not None:
@@ -144,7 +147,8 @@ def image_json(item: dict[str, Any]) -> dict[str, Any]:
         "filename": item["filename"]["S"],
         "content_type": item["content_type"]["S"],
         "size": int(item["size"]["N"]),
-        "status": "ready" if item["status"]["S"] == Status.READY else "pending",
+        "status": PUBLIC_STATUS[item["status"]["S"]],
+        "reason": v["S"] if (v := get("reason")) else None,
         "title": v["S"] if (v := get("title")) else None,
         "description": v["S"] if (v := get("description")) else None,
         "tags": [tag["S"] for tag in v["L"]] if (v := get("tags")) else [],
@@ -181,4 +185,5 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         due_at=int(v["N"]) if (v := get(DUE_ATTRIBUTE)) else None,
         variants=_variants(get("variants")),
         placeholder=v["S"] if (v := get("placeholder")) else None,
+        reason=v["S"] if (v := get("reason")) else None,
     )

@@ -8,21 +8,35 @@ from botocore.exceptions import ClientError
 
 from app.config import Settings
 from app.errors import Unavailable
-from app.storage.clients import ALREADY_EXISTS, AwsClients, aws_call, error_code, unless_refused
+from app.storage.clients import (
+    MISSING_KEYS,
+    PRECONDITION_FAILED,
+    AwsClients,
+    aws_call,
+    error_code,
+    unless_refused,
+)
 from app.storage.items import PENDING_TAGGING, every_key, object_key, variant_key
 from app.storage.resources import PENDING_TAG
 from app.storage.signing import GetUrlSigner
 
 _CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
+# A single-part object's ETag is the MD5 of its bytes; S3 sends none with the InvalidRange
+# it answers for a ranged GET of an empty object.
+EMPTY_ETAG = '"d41d8cd98f00b204e9800998ecf8427e"'
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectHead:
-    """The first bytes of an uploaded object and what S3 says about the whole."""
+class UploadedObject:
+    """An uploaded original as read: its bytes (`whole`, or only the first ones), and what
+    S3 says about all of it. The ETag names exactly these bytes: a delete conditioned on
+    it can never remove bytes uploaded since."""
 
     data: bytes
     total_size: int
     content_type: str
+    etag: str
+    whole: bool
 
 
 class ImageObjects:
@@ -41,7 +55,7 @@ class ImageObjects:
         implicit check: so ask, with a listing under the key's exact prefix (which the
         condition allows). Present, or not allowed to list: a real refusal, re-raised."""
         code = error_code(exc)
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in MISSING_KEYS:
             return True
         if code not in ("AccessDenied", "403"):
             return False
@@ -53,8 +67,9 @@ class ImageObjects:
         """GET URLs of (image id, variant name) pairs, cheap enough for a whole page."""
         return self._signer.urls([variant_key(*pair) for pair in wanted], expires_in)
 
-    def read_head(self, image_id: str, max_bytes: int) -> ObjectHead | None:
-        """The object's first `max_bytes`, its total size and type; None if not uploaded.
+    def read_prefix(self, image_id: str, max_bytes: int) -> UploadedObject | None:
+        """The object's first `max_bytes`, its total size, type and ETag; None if not
+        uploaded.
 
         One ranged GET does the work of HeadObject + GetObject: Content-Range carries the
         total size, and the whole object is never read.
@@ -66,7 +81,7 @@ class ImageObjects:
                 )
             except ClientError as exc:
                 if error_code(exc) == "InvalidRange":  # a zero-byte object has no byte 0
-                    return ObjectHead(b"", 0, "")
+                    return UploadedObject(b"", 0, "", EMPTY_ETAG, whole=True)
                 if self._missing(image_id, exc):
                     return None
                 raise
@@ -74,11 +89,14 @@ class ImageObjects:
                 data = body.read(max_bytes)
         match = _CONTENT_RANGE.match(response.get("ContentRange", ""))
         total = int(match.group(1)) if match else response["ContentLength"]
-        return ObjectHead(data, total, response.get("ContentType", ""))
+        return UploadedObject(
+            data, total, response.get("ContentType", ""), response["ETag"], len(data) == total
+        )
 
-    def read(self, image_id: str, max_bytes: int) -> ObjectHead | None:
-        """The whole object (for the worker, which decodes it), refused past `max_bytes`
-        before a byte is read; None if it is not there."""
+    def read(self, image_id: str, max_bytes: int, prefix_bytes: int) -> UploadedObject | None:
+        """The whole object (for the worker, which decodes it); past `max_bytes`, only its
+        first `prefix_bytes` (enough to verify it, never to decode it). None if it is
+        not there."""
         with aws_call():
             try:
                 response = self._clients.s3.get_object(
@@ -90,8 +108,10 @@ class ImageObjects:
                 raise
             with response["Body"] as body:
                 size = response["ContentLength"]
-                data = body.read(max_bytes + 1) if size <= max_bytes else b""
-        return ObjectHead(data, size, response.get("ContentType", ""))
+                data = body.read() if size <= max_bytes else body.read(prefix_bytes)
+        return UploadedObject(
+            data, size, response.get("ContentType", ""), response["ETag"], len(data) == size
+        )
 
     def put_variant(self, image_id: str, name: str, data: bytes) -> None:
         with aws_call():
@@ -134,9 +154,21 @@ class ImageObjects:
                 Tagging=PENDING_TAGGING,
                 IfNoneMatch="*",
             ),
-            ALREADY_EXISTS,
+            PRECONDITION_FAILED,
         )
         return written is not None
+
+    def delete_original(self, image_id: str, etag: str) -> bool:
+        """Delete the original only if it still holds the bytes with this ETag: a verdict on
+        bytes read earlier can never remove a newer upload. False if it does not (or is
+        gone)."""
+        deleted = unless_refused(
+            lambda: self._clients.s3.delete_object(
+                Bucket=self._bucket, Key=object_key(image_id), IfMatch=etag
+            ),
+            MISSING_KEYS | {PRECONDITION_FAILED},
+        )
+        return deleted is not None
 
     def delete(self, image_id: str) -> None:
         """The original and its variants, in one call. Deleting a missing key succeeds,

@@ -44,22 +44,29 @@ WITHIN_QUOTA = (
 # An Idempotency-Key is claimed once; an expired claim that DynamoDB's TTL has not yet
 # deleted (it does so lazily) is free again.
 KEY_UNCLAIMED = f"attribute_not_exists(image_id) OR {TTL_ATTRIBUTE} < :now"
-# Confirm flips pending -> ready for the owner only, before the upload's deadline. A
-# record being deleted (or swept) is no longer pending, so a confirm racing a delete
-# cannot bring the image back.
-OWNED_PENDING_IN_TIME = f"user_id = :user AND #status = :pending AND {DUE_ATTRIBUTE} > :now"
+# Confirm flips an unconfirmed record (pending, or rejected and uploaded again) to ready
+# for its owner only, whenever its bytes are there: they can only have been PUT before
+# the upload URL expired, which is never after the deadline. A record being deleted (or
+# swept) is no longer unconfirmed, so a confirm racing a delete cannot bring it back.
+OWNED_UNCONFIRMED = "user_id = :user AND #status IN (:pending, :rejected)"
 # Delete step 1 marks any of the caller's records; a missing or foreign one fails the
 # condition, which is how another user's image stays untouched (and DELETE stays 204).
 OWNED = "user_id = :user"
-# The sweep marks only what is abandoned: a pending upload past its deadline, or a
-# delete that was interrupted and never retried.
+# The sweep marks only what is abandoned: an upload past its deadline (the sweep has
+# just seen that no bytes arrived), or a delete that was interrupted and never retried.
 ABANDONED = (
-    f"user_id = :user AND (#status = :deleting OR (#status = :pending AND {DUE_ATTRIBUTE} < :now))"
+    "user_id = :user AND (#status = :deleting OR "
+    f"(#status IN (:pending, :rejected) AND {DUE_ATTRIBUTE} < :now))"
 )
 # Delete step 3 removes only a record that step 1 marked, never one re-created since.
 OWNED_AND_DELETING = "user_id = :user AND #status = :deleting"
 # A ready image leaves the sweep's index only while it is still ready (not being deleted).
 STILL_READY = "#status = :ready"
+# What OWNED_UNCONFIRMED and ABANDONED call unconfirmed.
+_UNCONFIRMED_VALUES: dict[str, "AttributeValueTypeDef"] = {
+    ":pending": {"S": Status.PENDING},
+    ":rejected": {"S": Status.REJECTED},
+}
 # Reconcile overwrites usage only if nothing changed it since it was read.
 USAGE_UNCHANGED = "attribute_not_exists(image_id) OR version = :version"
 
@@ -177,7 +184,13 @@ class ImageTable:
         limits = self._settings
         transaction = (
             self._transaction()
-            .add("record", "Put", Item=to_item(record), ConditionExpression=NEW_ID_ONLY)
+            .add(
+                "record",
+                "Put",
+                Item=to_item(record),
+                ConditionExpression=NEW_ID_ONLY,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
             .add(
                 "usage",
                 "Update",
@@ -215,6 +228,11 @@ class ImageTable:
         try:
             self._run(transaction)
         except Refused as refused:
+            if _is(refused.failed.get("record"), record):
+                # Our own write, committed by an attempt whose answer was lost (DynamoDB
+                # outside its token's ten minutes, or an emulator that ignores tokens):
+                # all of the transaction landed then, so it has succeeded.
+                return
             # A used key wins over a full quota: the first request already succeeded.
             if "idempotency" in refused.failed:
                 used = refused.failed["idempotency"] or {}
@@ -245,11 +263,12 @@ class ImageTable:
         now: int,
         finish_by: int,
     ) -> ImageRecord:
-        """pending -> ready, and the upload leaves the owner's pending counters: atomically.
-        The record stays in the sweep's index until `finish` says its follow-up is done.
+        """unconfirmed -> ready, and the upload leaves the owner's pending counters:
+        atomically. The record stays in the sweep's index until `release` says its
+        follow-up is done.
 
-        A lost race returns the winner's ready record; an upload past its deadline or
-        being deleted is NotFound. Quota was reserved at create, so it cannot refuse.
+        A lost race returns the winner's ready record; an upload being deleted (or gone)
+        is NotFound. Quota was reserved at create, so it cannot refuse.
         """
         transaction = (
             self._transaction()
@@ -259,14 +278,13 @@ class ImageTable:
                 Key=image_key(record.id),
                 UpdateExpression=(
                     "SET #status = :ready, uploaded_at = :at, width = :w, height = :h, "
-                    f"{DUE_ATTRIBUTE} = :finish_by"
+                    f"{DUE_ATTRIBUTE} = :finish_by REMOVE reason"
                 ),
-                ConditionExpression=OWNED_PENDING_IN_TIME,
+                ConditionExpression=OWNED_UNCONFIRMED,
                 ExpressionAttributeNames=_STATUS,
                 ExpressionAttributeValues={
                     ":user": {"S": record.user_id},
-                    ":pending": {"S": Status.PENDING},
-                    ":now": {"N": str(now)},
+                    **_UNCONFIRMED_VALUES,
                     ":ready": {"S": Status.READY},
                     ":at": {"S": uploaded_at},
                     ":w": {"N": str(width)},
@@ -299,7 +317,34 @@ class ImageTable:
             width=width,
             height=height,
             due_at=finish_by,
+            reason=None,
         )
+
+    def mark_rejected(self, record: ImageRecord, reason: str, due_at: int) -> bool:
+        """Say why the bytes were refused, and keep the upload open (for a PUT of valid
+        bytes while the URL lives) until `due_at`. False unless the record is still
+        unconfirmed: then the verdict concerns bytes nobody stands behind any more."""
+        response = unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(record.id),
+                UpdateExpression=(
+                    f"SET #status = :rejected, reason = :reason, {DUE_ATTRIBUTE} = :due, "
+                    "sweep_shard = :shard"
+                ),
+                ConditionExpression=OWNED_UNCONFIRMED,
+                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeValues={
+                    ":user": {"S": record.user_id},
+                    **_UNCONFIRMED_VALUES,
+                    ":reason": {"S": reason},
+                    ":due": {"N": str(due_at)},
+                    ":shard": {"S": sweep_shard(record.id)},
+                },
+            ),
+            CONDITION_FAILED,
+        )
+        return response is not None
 
     def record_variants(
         self, image_id: str, variants: dict[str, VariantState], placeholder: str | None
@@ -317,14 +362,11 @@ class ImageTable:
             values[":placeholder"] = {"S": placeholder}
         return self._release(image_id, f"{expression} REMOVE sweep_shard, {DUE_ATTRIBUTE}", values)
 
-    def finish(self, image_id: str, unmade: dict[str, VariantState]) -> bool:
-        """Take a ready image out of the sweep's index though nothing reported its variants:
-        they are recorded as `unmade` unless they were made after all."""
+    def release(self, image_id: str) -> bool:
+        """Take a ready image out of the sweep's index though the worker has not reported
+        its variants: they stay pending, work its message (or a redrive) still does."""
         return self._release(
-            image_id,
-            f"SET variants = if_not_exists(variants, :variants) "
-            f"REMOVE sweep_shard, {DUE_ATTRIBUTE}",
-            {":ready": {"S": Status.READY}, ":variants": variants_item(unmade)},
+            image_id, f"REMOVE sweep_shard, {DUE_ATTRIBUTE}", {":ready": {"S": Status.READY}}
         )
 
     def _release(
@@ -356,7 +398,7 @@ class ImageTable:
             ":shard": {"S": sweep_shard(image_id)},
         }
         if abandoned_before is not None:
-            values[":pending"] = {"S": Status.PENDING}
+            values.update(_UNCONFIRMED_VALUES)
             values[":now"] = {"N": str(abandoned_before)}
         response = unless_refused(
             lambda: self._clients.dynamodb.update_item(
@@ -458,6 +500,15 @@ class ImageTable:
                 TableName=self._table,
                 Item={**SWEEP_POSITION_KEY, "shard_index": {"N": str(shard_index)}},
             )
+
+
+def _is(item: dict[str, Any] | None, record: ImageRecord) -> bool:
+    """Whether a stored item is this very record (its id, owner and moment of creation)."""
+    return (
+        item is not None
+        and item["user_id"]["S"] == record.user_id
+        and item["created_at"]["S"] == record.created_at
+    )
 
 
 def claim_for(user_id: str, key: str, fingerprint: str, expires_at: int) -> IdempotencyClaim:

@@ -2,6 +2,7 @@
 
 import random
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -46,7 +47,14 @@ class Transaction:
         DynamoDB cancelled it for any other reason (throttling, conflicts past retries)."""
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                dynamodb.transact_write_items(TransactItems=self._items)  # type: ignore[arg-type]
+                dynamodb.transact_write_items(
+                    TransactItems=self._items,  # type: ignore[arg-type]
+                    # botocore re-sends a request whose answer it lost (a read timeout
+                    # after the commit) with this same token, which DynamoDB answers as
+                    # the first success instead of failing its conditions on our own
+                    # writes. A new one per attempt here: these follow a cancellation.
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
