@@ -15,6 +15,7 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.14 python3.13 $$HOME/.pyenv/versio
 # Tools whose dependencies would move ours, each in a venv of its own.
 CHECKOV := .checkov
 CLIENT_GENERATOR := .openapi-client
+SAM_TRANSLATOR := .sam-translator
 
 # Each stamp records which extras are installed; editing pyproject.toml reinstalls.
 $(VENV)/.local: pyproject.toml
@@ -30,7 +31,8 @@ $(VENV)/.dev: pyproject.toml
 run: $(VENV)/.local  ## serve on :8080 with the embedded AWS emulator
 	$(BIN)/python -m app serve
 
-test: $(VENV)/.dev $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed lint pytest  ## lint, type-check and run the whole suite
+test: $(VENV)/.dev $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed \
+	$(SAM_TRANSLATOR)/.installed lint pytest  ## lint, type-check and run the whole suite
 
 # Installed once (about a minute), then reused: the stamp changes only with its pins.
 $(LOCALSTACK)/.installed: requirements/localstack.txt
@@ -47,6 +49,13 @@ $(CLIENT_GENERATOR)/.installed: requirements/openapi-client.txt
 	test -x $(CLIENT_GENERATOR)/bin/python || $(PYTHON) -m venv $(CLIENT_GENERATOR)
 	$(CLIENT_GENERATOR)/bin/python -m pip --disable-pip-version-check -q install \
 		-r requirements/openapi-client.txt
+	touch $@
+
+# SAM's own transform, for the template tests (it pins another pydantic than ours).
+$(SAM_TRANSLATOR)/.installed: requirements/sam-translator.txt
+	test -x $(SAM_TRANSLATOR)/bin/python || $(PYTHON) -m venv $(SAM_TRANSLATOR)
+	$(SAM_TRANSLATOR)/bin/python -m pip --disable-pip-version-check -q install \
+		-r requirements/sam-translator.txt
 	touch $@
 
 # checkov, in its own venv like LocalStack (its dependencies would move ours).
@@ -80,4 +89,4 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix app tests bench
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK) $(CHECKOV) $(CLIENT_GENERATOR) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOCALSTACK) $(CHECKOV) $(CLIENT_GENERATOR) $(SAM_TRANSLATOR) .pytest_cache .mypy_cache .ruff_cache *.egg-info

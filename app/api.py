@@ -126,10 +126,11 @@ _INVALID_REQUEST: dict[int | str, dict[str, Any]] = {
 Service = Annotated[ImageService, Depends(_service)]
 Run = Annotated[Blocking, Depends(_blocking)]
 PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=IDEMPOTENCY_HEADER,
         min_length=1,
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",

@@ -10,7 +10,7 @@ from datetime import datetime
 from app.config import Settings
 from app.errors import InvalidImage, Unavailable, image_not_found
 from app.imaging import Dimensions, inspect_image
-from app.models import CreateImageRequest, ImageRecord, format_timestamp
+from app.models import CreateImageRequest, ImageRecord, Status, format_timestamp
 from app.storage import Storage
 from app.storage.objects import UploadedObject
 
@@ -60,9 +60,13 @@ class Confirmation:
         the same. Only the bytes that were checked go, and only while the record is
         still unconfirmed: never the variants, never a newer upload, never a ready
         image's bytes. The upload stays open for valid bytes, and its record for its
-        owner to read why, at least for the grace period."""
+        owner to read why, for at least the grace period after the first refusal."""
         now = int(self._clock().timestamp())
-        keep_until = max(record.due_at or 0, now + self._settings.finish_grace_seconds)
+        keep_until = record.due_at or now
+        if record.status == Status.PENDING:
+            # A first refusal only: a repeated one keeps the time it had, so that refused
+            # bytes that could not be deleted never keep the upload open for ever.
+            keep_until = max(keep_until, now + self._settings.finish_grace_seconds)
         if self._table.mark_rejected(record, reason, keep_until):
             self._objects.delete_original(record.id, upload.etag)
 

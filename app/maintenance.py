@@ -146,6 +146,8 @@ class Maintenance:
         try:
             self._service.confirmation.confirm(record, upload)
         except InvalidImage:
+            if record.status == Status.REJECTED:
+                return False  # refused before and past its grace: the upload is given up
             report.rejected += 1
         except NotFound:
             pass  # deleted meanwhile: the delete finishes it

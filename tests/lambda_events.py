@@ -2,6 +2,7 @@
 
 import base64
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,10 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
-def s3_created_event(bucket: str, key: str, size: int) -> str:
+def s3_created_event(bucket: str, key: str, data: bytes) -> str:
     """The body S3 sends a queue when an object is created (an S3 event notification,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html);
-    keys are URL-encoded, spaces as '+'."""
+    keys are URL-encoded, spaces as '+'; the ETag of a single PUT is its MD5, unquoted."""
     return json.dumps(
         {
             "Records": [
@@ -159,7 +160,12 @@ def s3_created_event(bucket: str, key: str, size: int) -> str:
                         "s3SchemaVersion": "1.0",
                         "configurationId": "uploads-to-worker",
                         "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                        "object": {"key": quote_plus(key, safe="/"), "size": size},
+                        "object": {
+                            "key": quote_plus(key, safe="/"),
+                            "size": len(data),
+                            "eTag": hashlib.md5(data).hexdigest(),  # noqa: S324 - S3's ETag
+                            "sequencer": "0055AED6DCD90281E5",
+                        },
                     },
                 }
             ]

@@ -1,12 +1,16 @@
 """The whole lifecycle over real HTTP: uvicorn serving the app, a moto server process (or
 whatever AWS_ENDPOINT_URL names) behind it, and httpx doing what a client does."""
 
+import time
 from urllib.parse import unquote
 
 import boto3
 import httpx2 as httpx
 import pytest
 
+from app.config import Settings
+from app.storage.clients import AwsClients
+from app.storage.objects import ImageObjects
 from tests.imagefiles import make_image
 from tests.over_http import auth, upload
 
@@ -149,3 +153,29 @@ def test_second_put_after_confirm_is_refused_and_bytes_stay(
     assert second.status_code == 412
     assert downloaded.content == first
     assert tags == [{"Key": "state", "Value": "ready"}]
+
+
+def test_a_delete_conditioned_on_old_bytes_leaves_bytes_uploaded_since(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keeps a verdict on refused bytes from removing a newer upload: S3 compares the
+    ETag that was read with the object's and refuses (412) when they differ. Over HTTP
+    to the emulator `make run` uses (moto implements it; LocalStack does not yet)."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, service_env[name])
+    settings = Settings(bucket=service_env["IMAGES_BUCKET"])
+    objects = ImageObjects(AwsClients(settings), settings)
+    image_id = f"conditional{time.time_ns()}"
+    old, new = make_image("image/png", color="red"), make_image("image/png", color="blue")
+    objects.put(image_id, old, "image/png")
+    read = objects.read_prefix(image_id, 1024)
+    assert read is not None
+    assert objects.delete_original(image_id, read.etag)  # the bytes that were read: gone
+    objects.put(image_id, new, "image/png")  # a new upload takes their place
+
+    again = objects.delete_original(image_id, read.etag)
+    kept = objects.read_prefix(image_id, 1 << 20)
+
+    assert again is False
+    assert kept is not None
+    assert kept.data == new

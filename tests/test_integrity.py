@@ -407,3 +407,29 @@ def test_redrive_sends_dead_letters_back_and_the_worker_makes_their_variants(
     assert printed == {"moved": 1}
     assert got["variants"]["thumb"]["status"] == "ready"
     assert sqs.receive_message(QueueUrl=dead).get("Messages", []) == []
+
+
+def test_sweep_gives_up_refused_bytes_that_could_not_be_deleted(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    create: Uploader,
+    put_bytes: PutBytes,
+    settings: Settings,
+    clock: Clock,
+    stores: Stores,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where S3 cannot delete conditionally (LocalStack), refused bytes stay: once the
+    upload's grace has passed, the sweep removes them with it, not confirm them again."""
+    image = create(alice, data=_not_a_png())
+    put_bytes(image["id"], _not_a_png(), "image/png")
+    monkeypatch.setattr(app.state.storage.objects, "delete_original", lambda *_: False)
+    client.post(f"/images/{image['id']}/confirm", headers=alice)
+    clock.advance(settings.upload_deadline_seconds + settings.finish_grace_seconds + 1)
+
+    report = app.state.maintenance.sweep()
+
+    assert (report.removed, report.rejected) == (1, 0)
+    assert stores.stored(image["id"]) == (False, False)
+    assert stores.usage("alice") == (0, 0)

@@ -72,7 +72,7 @@ def test_worker_function_processes_an_sqs_batch_as_the_image_runs_it(
     put(created["upload"], data)
     image_id = created["image"]["id"]
     # The bucket's notification, as S3 writes it (the LocalStack tier runs real ones).
-    notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", len(data))
+    notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", data)
     message = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": notification, "MD5OfBody": ""}
 
     with running_handler(lambda_task, "app.worker.handler", _function_env(service_env)) as (

@@ -224,3 +224,23 @@ def test_variant_urls_signed_the_fast_way_are_checked_like_any_other(
 
     assert httpx.get(from_list["thumb_url"]).status_code == 200
     assert httpx.get(tampered).status_code == 403
+
+
+def test_refused_upload_keeps_its_bytes_where_s3_cannot_delete_conditionally(
+    strict_api: httpx.Client, strict_env: dict[str, str]
+) -> None:
+    """LocalStack answers NotImplemented to a DeleteObject with If-Match (AWS has taken it
+    on general purpose buckets since 2025-09). Refused bytes then stay, rather than be
+    deleted without the check: confirm still answers why, never a 503."""
+    fake = b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(300, b" ")
+    created = create(strict_api, "alice", fake, "image/png")
+    put(created["upload"], fake)
+    image_id = created["image"]["id"]
+
+    confirmed = strict_api.post(f"/images/{image_id}/confirm", headers=auth("alice"))
+    got = strict_api.get(f"/images/{image_id}", headers=auth("alice")).json()
+
+    assert confirmed.status_code == 422
+    assert confirmed.json()["detail"] == "The uploaded bytes are not a valid image/png image"
+    assert (got["status"], got["reason"]) == ("rejected", confirmed.json()["detail"])
+    assert _tags(strict_env, image_id) == [{"Key": "state", "Value": "pending"}]

@@ -3,6 +3,7 @@
 import importlib
 import json
 import re
+import subprocess
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.api import IDEMPOTENCY_HEADER, REPLAYED
 from app.config import Settings
 from app.main import create_app
 from app.storage.resources import (
@@ -18,11 +20,16 @@ from app.storage.resources import (
     bucket_cors,
     bucket_lifecycle,
     bucket_notifications,
+    dead_letter_queue,
     queue_attributes,
     table_definition,
 )
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+# aws-sam-translator in a venv of its own (requirements/sam-translator.txt).
+SAM_PYTHON = ROOT / ".sam-translator" / "bin" / "python"
+XRAY = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -51,6 +58,71 @@ def template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def resources(template: dict[str, Any]) -> dict[str, Any]:
     return {name: resource["Properties"] for name, resource in template["Resources"].items()}
+
+
+@pytest.fixture(scope="module")
+def deployed() -> dict[str, Any]:
+    """What `sam deploy` would create: the template through SAM's own transform."""
+    if not SAM_PYTHON.exists():
+        pytest.skip("aws-sam-translator is not installed: `make test` installs .sam-translator/")
+    transformed = subprocess.run(
+        [str(SAM_PYTHON), "-I", str(ROOT / "tests" / "sam_transform.py"), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    resources: dict[str, Any] = json.loads(transformed.stdout)["Resources"]
+    return resources
+
+
+def _role_statements(deployed: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = deployed[role]["Properties"]["Policies"]
+    return {statement["Sid"]: statement for statement in policy["PolicyDocument"]["Statement"]}
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+# The few intrinsic functions the bucket's name and the queue policy use, evaluated as
+# CloudFormation would in one stack.
+_PSEUDO = {
+    "AWS::StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/images/"
+    "0d4a1c60-1d2e-11ef-9a3b-0a1b2c3d4e5f",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+}
+
+
+def _evaluate(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return _PSEUDO[argument]
+    if function == "Fn::Sub":
+        return re.sub(r"\$\{([^}]+)\}", lambda m: _PSEUDO[m.group(1)], argument)
+    arguments = [_evaluate(item) for item in argument]
+    if function == "Fn::Join":
+        return arguments[0].join(_evaluate(item) for item in arguments[1])
+    if function == "Fn::Split":
+        return arguments[1].split(arguments[0])
+    if function == "Fn::Select":
+        return arguments[1][int(arguments[0])]
+    raise AssertionError(f"not evaluated here: {function}")
+
+
+def _cfn_json(value: Any) -> Any:
+    """Short-form tags as parsed here ({"!Join": ...}) in CloudFormation's JSON form."""
+    if isinstance(value, list):
+        return [_cfn_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    ((name, argument),) = value.items()
+    if name == "!Ref":
+        return {"Ref": _cfn_json(argument)}
+    return {f"Fn::{name.removeprefix('!')}": _cfn_json(argument)}
 
 
 def _by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -128,20 +200,90 @@ def test_function_is_the_lambda_image_in_apigateway_mode(resources: dict[str, An
     assert function["Events"]["Sweep"]["Type"] == "Schedule"
 
 
-def test_function_policy_touches_only_this_table_and_bucket(resources: dict[str, Any]) -> None:
-    (policy,) = resources["ImagesFunction"]["Policies"]
-    resources_named = [str(statement["Resource"]) for statement in policy["Statement"]]
-    actions = {
-        a
-        for statement in policy["Statement"]
-        for a in (
-            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-        )
-    }
+def test_function_policy_touches_only_this_table_and_bucket(deployed: dict[str, Any]) -> None:
+    statements = _role_statements(deployed, "ImagesFunctionRole")
+    named = [json.dumps(statement["Resource"]) for statement in statements.values()]
+    actions = {action for statement in statements.values() for action in _actions(statement)}
 
-    assert all("ImagesTable" in r or "ImagesBucket" in r for r in resources_named)
+    assert all(
+        any(name in resource for name in ("ImagesTable", "ImagesBucket", "ImagesFunctionLogs"))
+        for resource in named
+    )
     assert not any(action.endswith("*") for action in actions)
     assert "dynamodb:Scan" not in actions
+
+
+def test_roles_are_the_templates_own_and_grant_xray_only_while_tracing(
+    deployed: dict[str, Any],
+) -> None:
+    """SAM's generated roles would grant X-Ray writes whatever Tracing says, and the SQS
+    trigger's managed policy: each function has an explicit role instead."""
+    roles = sorted(name for name, r in deployed.items() if r["Type"] == "AWS::IAM::Role")
+
+    assert roles == ["ImagesFunctionRole", "WorkerFunctionRole"]
+    for function, role in (("ImagesFunction", roles[0]), ("WorkerFunction", roles[1])):
+        assert deployed[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+        assert deployed[role]["Properties"]["ManagedPolicyArns"] == {
+            "Fn::If": ["TracingOn", [XRAY], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_worker_may_receive_and_delete_messages_of_its_own_queue_only(
+    deployed: dict[str, Any],
+) -> None:
+    statements = _role_statements(deployed, "WorkerFunctionRole").values()
+    queue_access = [s for s in statements if any(a.startswith("sqs:") for a in _actions(s))]
+
+    assert [statement["Resource"] for statement in queue_access] == [
+        {"Fn::GetAtt": ["UploadsQueue", "Arn"]}
+    ]
+    assert set(_actions(queue_access[0])) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    }
+
+
+def test_worker_trigger_stops_at_the_workers_reserved_concurrency(
+    deployed: dict[str, Any],
+) -> None:
+    (mapping,) = (r for r in deployed.values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
+    worker = deployed["WorkerFunction"]["Properties"]
+
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "WorkerFunction"}
+    assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {
+        "Ref": "WorkerConcurrency"
+    }
+    assert worker["ReservedConcurrentExecutions"] == {"Ref": "WorkerConcurrency"}
+
+
+def test_both_functions_check_uploads_against_the_same_limits(deployed: dict[str, Any]) -> None:
+    api = deployed["ImagesFunction"]["Properties"]["Environment"]["Variables"]
+    worker = deployed["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    shared = set(api) & set(worker)
+
+    assert {"IMAGES_MAX_UPLOAD_BYTES", "IMAGES_MAX_PIXELS", "IMAGES_BUCKET"} <= shared
+    assert {name: api[name] for name in shared} == {name: worker[name] for name in shared}
+    assert api["IMAGES_MAX_UPLOAD_BYTES"] == {"Ref": "MaxUploadBytes"}
+    assert api["IMAGES_MAX_PIXELS"] == {"Ref": "MaxPixels"}
+
+
+def test_queue_takes_notifications_from_this_stacks_bucket_only(
+    resources: dict[str, Any],
+) -> None:
+    (statement,) = resources["UploadsQueuePolicy"]["PolicyDocument"]["Statement"]
+    bucket = _evaluate(_cfn_json(resources["ImagesBucket"]["BucketName"]))
+    source = _evaluate(_cfn_json(statement["Condition"]["ArnEquals"]["aws:SourceArn"]))
+
+    assert source == f"arn:aws:s3:::{bucket}"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{2,62}", bucket)  # a valid, dot-free name
+
+
+def test_dead_letter_queue_is_named_as_the_code_finds_it(resources: dict[str, Any]) -> None:
+    queue = resources["UploadsQueue"]["QueueName"]["!Sub"]
+    dead = resources["UploadsDeadLetterQueue"]["QueueName"]["!Sub"]
+
+    assert dead == dead_letter_queue(Settings(queue=queue))
 
 
 def test_queues_match_code(resources: dict[str, Any]) -> None:
@@ -183,24 +325,19 @@ def test_worker_reports_partial_batch_failures(resources: dict[str, Any]) -> Non
     assert uploads["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-def _statements(function: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    (policy,) = function["Policies"]
-    return {statement["Sid"]: statement for statement in policy["Statement"]}
-
-
 def test_worker_reads_originals_writes_variants_and_updates_records_only(
-    resources: dict[str, Any],
+    deployed: dict[str, Any],
 ) -> None:
-    statements = _statements(resources["WorkerFunction"])
+    statements = _role_statements(deployed, "WorkerFunctionRole")
 
-    assert statements["Originals"]["Resource"] == {"!Sub": "${ImagesBucket.Arn}/images/*"}
+    assert statements["Originals"]["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/images/*"}
     assert "s3:PutObject" not in statements["Originals"]["Action"]
-    assert statements["Variants"]["Resource"] == {"!Sub": "${ImagesBucket.Arn}/variants/*"}
+    assert statements["Variants"]["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/variants/*"}
     assert set(statements["ImageRecords"]["Action"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
 
 
-def test_api_function_may_read_and_remove_variants(resources: dict[str, Any]) -> None:
-    variants = _statements(resources["ImagesFunction"])["Variants"]
+def test_api_function_may_read_and_remove_variants(deployed: dict[str, Any]) -> None:
+    variants = _role_statements(deployed, "ImagesFunctionRole")["Variants"]
 
     assert set(variants["Action"]) == {"s3:GetObject", "s3:DeleteObject"}
 
@@ -310,15 +447,24 @@ def test_cognito_pool_lets_nobody_sign_up_by_default(template: dict[str, Any]) -
 
 
 def test_tracing_is_a_switch_off_by_default_that_both_functions_follow(
-    template: dict[str, Any],
+    template: dict[str, Any], deployed: dict[str, Any]
 ) -> None:
-    resources = template["Resources"]
-
     assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
-    assert template["Globals"]["Function"]["Tracing"] == {"!Ref": "Tracing"}
     for name in ("ImagesFunction", "WorkerFunction"):
-        variables = resources[name]["Properties"]["Environment"]["Variables"]
-        assert variables["IMAGES_XRAY"] == {"!If": ["TracingOn", "true", "false"]}
+        function = deployed[name]["Properties"]
+        assert function["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}
+        assert function["Environment"]["Variables"]["IMAGES_XRAY"] == {
+            "Fn::If": ["TracingOn", "true", "false"]
+        }
+
+
+def test_api_cors_lets_browsers_send_an_idempotency_key_and_read_the_replay(
+    resources: dict[str, Any],
+) -> None:
+    cors = resources["HttpApi"]["CorsConfiguration"]
+
+    assert IDEMPOTENCY_HEADER.lower() in cors["AllowHeaders"]
+    assert REPLAYED.lower() in cors["ExposeHeaders"]
 
 
 def test_alarms_watch_s3_errors_and_api_throttling(resources: dict[str, Any]) -> None:

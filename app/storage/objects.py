@@ -161,12 +161,14 @@ class ImageObjects:
     def delete_original(self, image_id: str, etag: str) -> bool:
         """Delete the original only if it still holds the bytes with this ETag: a verdict on
         bytes read earlier can never remove a newer upload. False if it does not (or is
-        gone)."""
+        gone), or if this S3 cannot delete conditionally: LocalStack answers If-Match on
+        a delete with NotImplemented (AWS takes it since 2025-09). The bytes then stay,
+        refused, until the upload is given up; never deleted unchecked."""
         deleted = unless_refused(
             lambda: self._clients.s3.delete_object(
                 Bucket=self._bucket, Key=object_key(image_id), IfMatch=etag
             ),
-            MISSING_KEYS | {PRECONDITION_FAILED},
+            MISSING_KEYS | {PRECONDITION_FAILED, "NotImplemented"},
         )
         return deleted is not None
 
