@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     # Images with more pixels are refused at confirm: a 40-megapixel cap stops pixel
     # floods aimed at whatever decodes the image later (thumbnails, browsers).
     max_pixels: int = Field(default=40_000_000, ge=1)
+    # Each render (decode, variants, placeholder) runs in a child process bounded to this
+    # much CPU time (and three times as much wall-clock time) and this much more address
+    # space: an image that takes more ends with failed variants and the reason. Ten
+    # seconds is some thirty times a 12 MP photo; the largest allowed PNG added 346 MB
+    # (docs/benchmarks.md). The worker's timeout is sized from it (template.yaml).
+    render_cpu_seconds: int = Field(default=10, ge=1, le=120)
+    render_memory_bytes: int = Field(default=1024 * MiB, ge=64 * MiB)
     # Largest JSON request body; refused with 413 before it is read or parsed.
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
     # Most items one list request may read from DynamoDB while filling a page.

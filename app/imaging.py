@@ -5,6 +5,7 @@ ever decoded (so decompression bombs cost nothing), the runtime stays small, and
 parser checks structure past the magic number, so "magic bytes + HTML" is refused.
 """
 
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -110,6 +111,33 @@ def _jpeg(data: bytes, _total_size: int) -> Dimensions:
                 raise _Malformed("JPEG frame header length mismatch")
             return Dimensions(width, height)
         offset += 2 + length
+
+
+# A marker in entropy-coded data: 0xFF, not followed by a stuffed 0x00, a restart marker
+# (0xD0-0xD7) or another 0xFF (fill).
+_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+_SOS, _EOI, _TEM = 0xDA, 0xD9, 0x01
+
+
+def jpeg_scans(data: bytes, most: int) -> int:
+    """How many scans (SOS segments) the whole JPEG holds, counting no further than
+    `most` + 1. Decoding costs time per scan over every block of the image, so a small
+    progressive file repeating one cheap scan could take minutes to decode: this is
+    checked before decoding. Segments are skipped by their length, entropy-coded data
+    up to its next marker, as a decoder reads them."""
+    offset, scans = 2, 0
+    while scans <= most:
+        found = _MARKER.search(data, offset)
+        if found is None or data[found.start() + 1] == _EOI:
+            break
+        if data[found.start() + 1] == _TEM or found.end() + 2 > len(data):
+            offset = found.end()
+            continue
+        if data[found.start() + 1] == _SOS:
+            scans += 1
+        (length,) = struct.unpack_from(">H", data, found.end())
+        offset = found.end() + length
+    return scans
 
 
 def _gif(data: bytes, _total_size: int) -> Dimensions:

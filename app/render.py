@@ -14,8 +14,18 @@ import pillow_heif
 from PIL import Image, ImageOps
 
 from app import placeholder
+from app.budget import OverBudget, Refused, run_bounded
+from app.imaging import jpeg_scans
 
 pillow_heif.register_heif_opener()
+# Every plugin now, not on first use: a render runs in a forked child (app/budget.py),
+# which must never need the import lock some other thread of the parent may hold.
+Image.init()
+
+# Progressive encoders write about ten scans (libjpeg's simple progression: 10; mozjpeg's
+# optimised ones a few more). Each scan costs a pass over every block of the image, so a
+# small file repeating a cheap one would decode for minutes.
+MAX_JPEG_SCANS = 100
 
 # Fits in the box, longest side first: (name, box side).
 VARIANTS: tuple[tuple[str, int], ...] = (("preview", 1600), ("thumb", 320))
@@ -71,6 +81,8 @@ def _displayable(image: Image.Image) -> Image.Image:
 
 def render(data: bytes, content_type: str, max_pixels: int) -> Rendered:
     """The variants of `data` (largest first) and its placeholder, or Undecodable."""
+    if content_type == "image/jpeg" and jpeg_scans(data, MAX_JPEG_SCANS) > MAX_JPEG_SCANS:
+        raise Undecodable(f"The JPEG has more than {MAX_JPEG_SCANS} scans")
     try:
         with Image.open(io.BytesIO(data), formats=[FORMATS[content_type]]) as image:
             if image.width * image.height > max_pixels:
@@ -109,3 +121,35 @@ def render(data: bytes, content_type: str, max_pixels: int) -> Rendered:
     return Rendered(
         tuple(renditions), placeholder.encode(small.tobytes(), small.width, small.height)
     )
+
+
+def render_bounded(
+    data: bytes, content_type: str, max_pixels: int, cpu_seconds: int, memory_bytes: int
+) -> Rendered:
+    """`render` in a child process within a CPU-time and memory budget (wall-clock: three
+    times the CPU time, for a share of a core): an image that takes more is Undecodable,
+    with the reason, instead of stalling the worker and the batch behind it."""
+
+    def work() -> list[bytes]:
+        rendered = render(data, content_type, max_pixels)
+        parts = [rendered.placeholder.encode()]
+        for variant in rendered.variants:
+            parts += [variant.name.encode(), f"{variant.width} {variant.height}".encode()]
+            parts.append(variant.data)
+        return parts
+
+    try:
+        parts = run_bounded(work, Undecodable, cpu_seconds, memory_bytes, 3 * cpu_seconds)
+    except Refused as refused:
+        raise Undecodable(str(refused)) from refused
+    except OverBudget as over:
+        raise Undecodable(f"The image does not decode within its budget: it {over}") from over
+    placeholder_text, *variants = parts
+    if len(variants) != 3 * len(VARIANTS):
+        raise Undecodable("The render gave an incomplete answer")
+    renditions = []
+    for at in range(0, len(variants), 3):
+        name, size, encoded = variants[at : at + 3]
+        width, height = (int(side) for side in size.split())
+        renditions.append(Rendition(name.decode(), encoded, width, height))
+    return Rendered(tuple(renditions), placeholder_text.decode())

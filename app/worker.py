@@ -32,7 +32,7 @@ from app.models import (
     VariantState,
     VariantStatus,
 )
-from app.render import Undecodable, render
+from app.render import Undecodable, render_bounded
 from app.storage import Storage
 from app.storage.clients import AwsClients
 from app.storage.objects import UploadedObject
@@ -165,7 +165,13 @@ class Worker:
             reason = f"{stored.total_size} bytes is over the worker's limit"
         else:
             try:
-                rendered = render(stored.data, record.content_type, self._settings.max_pixels)
+                rendered = render_bounded(
+                    stored.data,
+                    record.content_type,
+                    self._settings.max_pixels,
+                    self._settings.render_cpu_seconds,
+                    self._settings.render_memory_bytes,
+                )
                 reason = ""
             except Undecodable as exc:
                 rendered, reason = None, str(exc)

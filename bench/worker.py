@@ -17,7 +17,7 @@ IMAGES = {  # name: (kind, width, height); quick runs use a tenth of the pixels
     "large PNG (12 MP RGBA)": ("png", 4000, 3000),
     "12 MP HEIC": ("heic", 4032, 3024),
 }
-KINDS = ("service", "floor", "vips")
+KINDS = ("service", "inline", "floor", "vips")
 
 
 def _measure(kind: str, path: Path, content_type: str, repeats: int) -> dict[str, Any] | None:
@@ -61,6 +61,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                     else None
                 )
             row["ratio"] = row["service"]["ms"] / row["floor"]["ms"]
+            # What running the render in a bounded child process costs over rendering here.
+            row["budget_ratio"] = row["service"]["ms"] / row["inline"]["ms"]
             row["images_per_second_per_core"] = 1000 / row["service"]["ms"]
             results["images"][name] = row
     return results

@@ -1,5 +1,7 @@
 """One worker measurement in a fresh process (peak memory is per process):
-`python -m bench.worker_one service|floor|vips FILE CONTENT_TYPE REPEATS` prints JSON."""
+`python -m bench.worker_one service|inline|floor|vips FILE CONTENT_TYPE REPEATS` prints
+JSON. *service* is what the worker runs (the render in a child process within its
+budget); *inline* the same render in this process, so the two show the budget's cost."""
 
 import io
 import json
@@ -14,6 +16,24 @@ LIMIT = 40_000_000
 
 
 def _service() -> Callable[[bytes, str], None]:
+    from app.config import Settings
+    from app.render import render_bounded
+
+    settings = Settings()
+
+    def run(data: bytes, content_type: str) -> None:
+        render_bounded(
+            data,
+            content_type,
+            LIMIT,
+            settings.render_cpu_seconds,
+            settings.render_memory_bytes,
+        )
+
+    return run
+
+
+def _inline() -> Callable[[bytes, str], None]:
     from app.render import render
 
     def run(data: bytes, content_type: str) -> None:
@@ -23,12 +43,15 @@ def _service() -> Callable[[bytes, str], None]:
 
 
 def _peak_mb() -> float:
-    """The process's peak resident memory (VmHWM). ru_maxrss would not do: on Linux it
-    survives exec, so a child starts with its parent's high-water mark."""
+    """The process's peak resident memory (VmHWM), or its render children's if higher
+    (a forked child's resident set counts the pages it shares with this one too). The
+    process's own ru_maxrss would not do: on Linux it survives exec, so a child starts
+    with its parent's high-water mark."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            return max(int(line.split()[1]) / 1024, children)
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, children)
 
 
 def _reset_peak() -> None:
@@ -81,7 +104,7 @@ def _vips() -> Callable[[bytes, str], None]:
 
 def main(kind: str, path: str, content_type: str, repeats: int) -> None:
     data = open(path, "rb").read()  # noqa: SIM115
-    work = {"service": _service, "floor": _floor, "vips": _vips}[kind]()
+    work = {"service": _service, "inline": _inline, "floor": _floor, "vips": _vips}[kind]()
     _reset_peak()
     before = _peak_mb()
     times = []

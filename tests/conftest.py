@@ -254,32 +254,33 @@ def worker(app: FastAPI) -> Worker:
     return Worker(app.state.service.confirmation, app.state.storage, app.state.settings)
 
 
+def deliver(worker: Worker, clients: AwsClients, settings: Settings) -> list[dict[str, Any]]:
+    """Deliver every queued message once to `worker`, as Lambda would (batches of up to
+    10); each batch's answer. What a batch reports done is deleted from the queue."""
+    url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+    answers = []
+    while True:
+        messages = clients.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return answers
+        answer = worker.handle(
+            {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+        )
+        answers.append(answer)
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        if failed:
+            return answers
+
+
 @pytest.fixture
 def drain(worker: Worker, clients: AwsClients, settings: Settings) -> Drain:
-    """Deliver every queued message once, as Lambda would (batches of up to 10); return
-    each batch's answer. What a batch reports done is deleted from the queue."""
-
-    def run() -> list[dict[str, Any]]:
-        url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
-        answers = []
-        while True:
-            messages = clients.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not messages:
-                return answers
-            answer = worker.handle(
-                {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
-            )
-            answers.append(answer)
-            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            if failed:
-                return answers
-
-    return run
+    """Deliver every queued message once to the app's worker (see `deliver`)."""
+    return lambda: deliver(worker, clients, settings)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import io
 import random
+import re
 import struct
 import zlib
 
@@ -108,3 +109,44 @@ def png_of_size(size: int) -> bytes:
         struct.pack(">I", padding) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
     )
     return image[:-12] + chunk + iend
+
+
+def _segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each JPEG segment; a scan's entropy data runs to the next."""
+    marker = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+    found, offset = [], 2
+    while match := marker.search(data, offset):
+        kind = data[match.start() + 1]
+        if kind == 0xD9:
+            found.append((kind, match.start(), match.end()))
+            break
+        (length,) = struct.unpack(">H", data[match.end() : match.end() + 2])
+        found.append((kind, match.start(), match.end() + length))
+        offset = match.end() + length
+    return found
+
+
+def many_scans_jpeg(extra_scans: int, width: int = 4000, height: int = 3000) -> bytes:
+    """A valid progressive JPEG that repeats its cheapest scan: each copy costs a few
+    bytes and a pass over every block of the image, so a small file decodes for long."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "teal").save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    segments = _segments(data)
+    scans = [
+        data[start : segments[n + 1][1]]
+        for n, (kind, start, _) in enumerate(segments)
+        if kind == 0xDA
+    ]
+    end = segments[-1][1]  # the end-of-image marker
+    return data[:end] + min(scans, key=len) * extra_scans + data[end:]
+
+
+def jpeg_with_a_thumbnail_inside() -> bytes:
+    """A baseline JPEG whose APP1 segment carries another JPEG (as EXIF thumbnails do)."""
+    inner, outer = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(inner, "JPEG", progressive=True)
+    Image.new("RGB", (64, 48), "teal").save(outer, "JPEG")
+    data, thumbnail = outer.getvalue(), b"Exif\0\0" + inner.getvalue()
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumbnail) + 2) + thumbnail
+    return data[:2] + app1 + data[2:]

@@ -3,14 +3,22 @@ transparency kept, first frame only; every accepted type; undecodable bytes refu
 
 import io
 import struct
+import time
 
 import blurhash
 import pytest
 from PIL import Image, ImageCms
 
 from app import placeholder
-from app.render import Rendered, Rendition, Undecodable, render
-from tests.imagefiles import FORMATS, make_image, undecodable_png
+from app.imaging import jpeg_scans
+from app.render import MAX_JPEG_SCANS, Rendered, Rendition, Undecodable, render, render_bounded
+from tests.imagefiles import (
+    FORMATS,
+    jpeg_with_a_thumbnail_inside,
+    make_image,
+    many_scans_jpeg,
+    undecodable_png,
+)
 
 LIMIT = 40_000_000
 
@@ -175,4 +183,68 @@ def test_placeholder_encoder_matches_the_reference_implementation() -> None:
 
     assert placeholder.encode(packed, 32, 24) == blurhash.encode(
         pixels, components_x=4, components_y=3
+    )
+
+
+# --- Bounded: scans counted before decoding, each render within a CPU budget -------------
+
+MiB = 1024 * 1024
+
+
+def test_a_jpeg_repeating_a_cheap_scan_is_refused_before_it_decodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0.7 MB, 44,000 scans of a few bytes each: left to decode, minutes of CPU."""
+    hostile = many_scans_jpeg(44_000)
+
+    def decode(*_: object, **__: object) -> None:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(Image, "open", decode)
+
+    with pytest.raises(Undecodable, match=f"more than {MAX_JPEG_SCANS} scans"):
+        render(hostile, "image/jpeg", LIMIT)
+
+
+def test_scans_of_a_thumbnail_inside_the_jpeg_are_not_its_own() -> None:
+    assert jpeg_scans(jpeg_with_a_thumbnail_inside(), MAX_JPEG_SCANS) == 1
+
+
+def test_a_progressive_jpeg_renders_within_the_scan_limit() -> None:
+    data = make_image("image/jpeg", width=900, height=600, progressive=True)
+
+    rendered = render(data, "image/jpeg", LIMIT)
+
+    assert 1 < jpeg_scans(data, MAX_JPEG_SCANS) <= MAX_JPEG_SCANS
+    assert _variant(rendered, "thumb").width == 320
+
+
+def test_a_render_over_its_cpu_budget_is_undecodable_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever else makes a decode slow: the budget stops it, in the child process."""
+    monkeypatch.setattr("app.render.MAX_JPEG_SCANS", 10**6)  # let the slow file through
+    slow = many_scans_jpeg(40_000)  # several seconds of decoding
+    started = time.monotonic()
+
+    with pytest.raises(Undecodable, match="more than 1 s of CPU time"):
+        render_bounded(slow, "image/jpeg", LIMIT, 1, 1024 * MiB)
+
+    assert time.monotonic() - started < 4
+
+
+def test_a_render_over_its_memory_budget_is_undecodable_with_the_reason() -> None:
+    # 40 MP: 120 MB of pixels, far more than anything this process has freed before (the
+    # child may reuse what the parent's allocator kept).
+    big = make_image("image/png", width=8000, height=5000)
+
+    with pytest.raises(Undecodable, match="more memory"):
+        render_bounded(big, "image/png", LIMIT, 10, 64 * MiB)
+
+
+def test_a_bounded_render_is_the_render() -> None:
+    data = make_image("image/jpeg", width=900, height=600)
+
+    assert render_bounded(data, "image/jpeg", LIMIT, 10, 1024 * MiB) == render(
+        data, "image/jpeg", LIMIT
     )

@@ -17,6 +17,8 @@ from app.main import create_app
 from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
+    VISIBILITY_TIMEOUT_SECONDS,
+    WORKER_TIMEOUT_SECONDS,
     bucket_cors,
     bucket_lifecycle,
     bucket_notifications,
@@ -514,3 +516,20 @@ def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
 
     assert skips
     assert [(name, s["id"]) for name, s in skips if len(s.get("comment", "")) < 40] == []
+
+
+def test_worker_timeout_holds_a_whole_batch_of_renders_at_their_budget(
+    deployed: dict[str, Any],
+) -> None:
+    """A batch never times out because of slow images (which would run every one of them
+    again): each render stops at its budget, and the batch fits in the timeout."""
+    worker = deployed["WorkerFunction"]["Properties"]
+    (mapping,) = (r for r in deployed.values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
+    render_wall = 3 * Settings().render_cpu_seconds
+    room_per_image = 5  # reading 20 MiB, writing the variants and the record
+
+    assert (
+        mapping["Properties"]["BatchSize"] * (render_wall + room_per_image) <= (worker["Timeout"])
+    )
+    assert worker["Timeout"] == WORKER_TIMEOUT_SECONDS
+    assert 6 * worker["Timeout"] <= VISIBILITY_TIMEOUT_SECONDS

@@ -18,8 +18,8 @@ from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.items import variant_key
 from app.worker import Uploaded, Worker, uploads_in
-from tests.conftest import Clock, Drain, Uploader
-from tests.imagefiles import make_image, noisy_image, undecodable_png
+from tests.conftest import Clock, Drain, Uploader, deliver
+from tests.imagefiles import make_image, many_scans_jpeg, noisy_image, undecodable_png
 from tests.stores import Stores
 
 
@@ -608,3 +608,30 @@ def test_the_worker_never_deletes_an_upload_too_big_for_it_to_read_whole(
     assert got["variants"]["thumb"]["status"] == "failed"
     assert "limit" in got["variants"]["thumb"]["reason"]
     assert stores.has_object(image["id"])
+
+
+def test_an_image_over_its_render_budget_ends_failed_and_its_neighbours_are_done(
+    app: FastAPI,
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    clients: AwsClients,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("app.render.MAX_JPEG_SCANS", 10**6)  # past the scan check: slow
+    slow = pending(alice, "image/jpeg", many_scans_jpeg(40_000))
+    quick = pending(alice, "image/png")
+    budget = settings.model_copy(update={"render_cpu_seconds": 1})
+    worker = Worker(app.state.service.confirmation, app.state.storage, budget)
+
+    answers = deliver(worker, clients, settings)
+    hostile, neighbour = (
+        client.get(f"/images/{image['id']}", headers=alice).json() for image in (slow, quick)
+    )
+
+    assert answers == [{"batchItemFailures": []}]  # one batch, nothing to retry
+    assert hostile["status"] == "ready"  # the original is what was uploaded
+    assert hostile["variants"]["thumb"]["status"] == "failed"
+    assert "more than 1 s of CPU time" in hostile["variants"]["thumb"]["reason"]
+    assert neighbour["variants"]["thumb"]["status"] == "ready"

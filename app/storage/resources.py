@@ -34,9 +34,14 @@ NOTIFIED_PREFIX = "images/"
 # A message that fails this many times (a worker crash, a timeout) goes to the
 # dead-letter queue instead of being retried forever.
 MAX_RECEIVES = 5
-# SQS hides a message this long once received: several times the worker's timeout, so
-# a slow image is never handed to a second worker while the first still works on it.
-VISIBILITY_TIMEOUT_SECONDS = 6 * 60
+# The worker function's timeout (template.yaml): a batch of renders, each at its whole
+# budget (Settings.render_cpu_seconds, three times as long in wall-clock time), with
+# room for reading and writing the images.
+WORKER_TIMEOUT_SECONDS = 180
+# SQS hides a message this long once received: six times the worker's timeout (AWS's
+# advice for a Lambda trigger), so an image is never handed to a second worker while
+# the first still works on it.
+VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 
 
