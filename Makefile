@@ -28,8 +28,9 @@ $(VENV)/.dev: pyproject.toml
 	$(PIP) install -e '.[dev]'
 	touch $@ $(VENV)/.local
 
+# ARGS=--fresh starts with an empty .data/ (where the embedded emulator keeps its state).
 run: $(VENV)/.local  ## serve on :8080 with the embedded AWS emulator
-	$(BIN)/python -m app serve
+	$(BIN)/python -m app serve $(ARGS)
 
 test: $(VENV)/.dev $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed \
 	$(SAM_TRANSLATOR)/.installed lint pytest  ## lint, type-check and run the whole suite

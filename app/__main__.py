@@ -42,7 +42,7 @@ def _loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, fresh: bool = False) -> None:
     import uvicorn  # noqa: PLC0415 - only `serve` needs the server
 
     from app.main import create_app  # noqa: PLC0415
@@ -65,13 +65,26 @@ def serve(settings: Settings) -> None:
                 )
             }
         )
+    embedded = None
     if not settings.uses_custom_endpoints:
-        from app.local import start_embedded_aws  # noqa: PLC0415
+        from app.local.server import start_embedded_aws  # noqa: PLC0415
+        from app.local.state import DataDirectoryInUse  # noqa: PLC0415
 
-        settings = start_embedded_aws(settings)
-        print(f"Embedded AWS emulator (moto): {settings.aws_endpoint_url}")
+        try:
+            embedded = start_embedded_aws(settings, fresh)
+        except DataDirectoryInUse as exc:
+            sys.exit(str(exc))
+        settings = embedded.settings
     clients = AwsClients(settings)
     ensure_resources(clients, settings)
+    if embedded is not None:
+        restored = embedded.restore()
+        print(
+            f"Embedded AWS emulator (moto): {settings.aws_endpoint_url}, kept in "
+            f"{settings.data_dir}/ ({restored.items} items, {restored.objects} objects, "
+            f"{restored.messages} messages restored; `make run ARGS=--fresh` starts empty)",
+            flush=True,
+        )
     # The worker (thumbnails, previews, auto-confirm) in this process: no second terminal.
     from app.worker import start_in_background  # noqa: PLC0415 - imaging only when serving
 
@@ -127,7 +140,12 @@ def work(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="serve the API (embedded emulator unless AWS_ENDPOINT_URL)")
+    serve_command = commands.add_parser(
+        "serve", help="serve the API (embedded emulator unless AWS_ENDPOINT_URL)"
+    )
+    serve_command.add_argument(
+        "--fresh", action="store_true", help="empty the embedded emulator's data first"
+    )
     commands.add_parser("worker", help="make variants of uploads, polling the queue until stopped")
     token = commands.add_parser("token", help="print a bearer token for USER")
     token.add_argument("user")
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             result = maintenance.reconcile(args.user)
             print(json.dumps({**asdict(result), "drift": result.drift}))
     else:
-        serve(settings)
+        serve(settings, fresh=getattr(args, "fresh", False))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Configuration: one Settings object, read from the environment, passed explicitly."""
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -128,6 +129,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Trace every AWS call as an X-Ray subsegment (Lambda's active tracing on top).
     xray: bool = False
+    # Where `make run`'s embedded emulator keeps its items, objects and messages across
+    # restarts (relative: to where it is started, the checkout for `make run`).
+    data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     s3_public_endpoint_url: str | None = None

@@ -12,7 +12,7 @@ import httpx2 as httpx
 
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
-from app.local import free_port
+from app.local.server import free_port
 from bench.photos import encoded
 from tests.load import upload_batch
 from tests.servers import BASE_ENV, running

@@ -12,7 +12,7 @@ import httpx2 as httpx
 
 from app.auth import issue_token
 from app.config import Settings
-from app.local import free_port
+from app.local.server import free_port
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 from bench.warm import PNG, SECRET

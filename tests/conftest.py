@@ -2,7 +2,6 @@
 two users, a counter of AWS round trips, and (for the HTTP tier) real servers."""
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -10,7 +9,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +21,7 @@ from moto import mock_aws
 
 from app.auth import issue_token
 from app.config import Settings
-from app.local import free_port
+from app.local.server import free_port
 from app.main import create_app
 from app.storage.clients import AwsClients
 from app.storage.items import PENDING_TAGGING, object_key
@@ -32,9 +30,10 @@ from app.worker import Worker
 from tests.imagefiles import make_image
 from tests.servers import (
     BASE_ENV,
-    Server,
+    MakeRun,
     localstack,
     localstack_missing,
+    make_run_server,
     moto_server,
     running,
     uvicorn_command,
@@ -393,23 +392,9 @@ def strict_api(strict_env: dict[str, str]) -> Iterator[httpx.Client]:
 # --- `make run`: the embedded-emulator server a newcomer starts --------------------------
 
 
-@dataclass(frozen=True)
-class MakeRun:
-    url: str
-    token: str  # the demo token it printed
-    server: Server
-
-
 @pytest.fixture(scope="session")
-def make_run() -> Iterator[MakeRun]:
-    """`python -m app serve` (what `make run` runs) with no AWS configured: the embedded
-    emulator in-process, a demo token printed."""
-    port = free_port()
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env["IMAGES_PORT"] = str(port)
-    base = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health") as server:
-        banner = server.wait_for_output("export TOKEN=")
-        match = re.search(r"export TOKEN=(\S+)", banner)
-        assert match is not None, banner
-        yield MakeRun(base, match.group(1), server)
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
+    """`python -m app serve` (what `make run` runs) with no AWS configured, for the
+    session, keeping its data in a directory of its own."""
+    with make_run_server(tmp_path_factory.mktemp("make-run-data")) as server:
+        yield server

@@ -236,7 +236,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=16)
     args = parser.parse_args()
 
-    from app.local import free_port  # noqa: PLC0415
+    from app.local.server import free_port  # noqa: PLC0415
 
     for name, value in BASE_ENV.items():  # the verifier's boto3 clients need credentials too
         if name.startswith("AWS_"):

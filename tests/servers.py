@@ -1,19 +1,21 @@
 """Real server processes for the HTTP tier: moto server and uvicorn, on loopback."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
 import httpx2 as httpx
 
 from app.config import KEEP_ALIVE_SECONDS
-from app.local import free_port
+from app.local.server import free_port
 
 T = TypeVar("T")
 
@@ -98,6 +100,32 @@ def running(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@dataclass(frozen=True)
+class MakeRun:
+    url: str
+    token: str  # the demo token it printed
+    server: Server
+
+
+@contextmanager
+def make_run_server(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[MakeRun]:
+    """`python -m app serve` (what `make run` runs) as on a fresh machine: no AWS
+    configured, the embedded emulator in-process keeping its state in `data_dir`, a demo
+    token printed. Stopped as Ctrl-C stops it (SIGTERM) unless the test kills it first."""
+    port = free_port()
+    environment = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    environment |= {"IMAGES_PORT": str(port), "IMAGES_DATA_DIR": str(data_dir), **(env or {})}
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "app", "serve", *args]
+    with running(argv, environment, f"{base}/health", timeout=60) as server:
+        banner = server.wait_for_output("export TOKEN=")
+        match = re.search(r"export TOKEN=(\S+)", banner)
+        assert match is not None, banner
+        yield MakeRun(base, match.group(1), server)
 
 
 @contextmanager

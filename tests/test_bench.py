@@ -39,6 +39,7 @@ def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -
         "Worker",
         "A page with thumbs",
         "End to end under `make run`",
+        "restart time",
     ):
         assert f"{section}" in text
     for plot in ("bench-warm.png", "bench-scale.png", "bench-throughput.png", "bench-worker.png"):
@@ -101,3 +102,11 @@ def test_bench_end_to_end_makes_thumbs_and_takes_a_batch_without_5xx(
     assert e2e["thumb_p50_s"] > 0
     assert e2e["batch"]["server_errors"] == 0
     assert e2e["batch"]["ready"] == e2e["batch"]["uploads"]
+
+
+def test_bench_restart_brings_every_image_back(report: tuple[Path, dict[str, object]]) -> None:
+    _, results = report
+
+    restarted = results["restart"]  # type: ignore[index]
+    assert restarted["images"] == 20
+    assert restarted["recorder"]["requests"] > restarted["images"]

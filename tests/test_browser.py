@@ -3,7 +3,6 @@
 
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,8 @@ import pytest
 
 from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
-from app.local import free_port
-from tests.conftest import MakeRun
 from tests.imagefiles import make_image
-from tests.servers import BASE_ENV, running, wait_for
+from tests.servers import MakeRun, make_run_server, wait_for
 
 pytestmark = pytest.mark.http
 
@@ -397,14 +394,11 @@ def test_expired_token_signs_out_and_says_so(site: str, page: Page) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_quota() -> Iterator[str]:
+def small_quota(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second `make run` whose users may store 3,000 bytes: the quota is reachable."""
-    port = free_port()
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env |= {"IMAGES_PORT": str(port), "IMAGES_MAX_BYTES_PER_USER": "3000"}
-    base = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health"):
-        yield base
+    data = tmp_path_factory.mktemp("small-quota-data")
+    with make_run_server(data, env={"IMAGES_MAX_BYTES_PER_USER": "3000"}) as server:
+        yield server.url
 
 
 def test_quota_refusal_shows_the_services_reason(small_quota: str, page: Page) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from app.auth import issue_token
 from app.config import KEEP_ALIVE_SECONDS, Settings
-from app.local import free_port
+from app.local.server import free_port
 from tests.imagefiles import make_image
 from tests.servers import BASE_ENV, running, wait_for
 

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.local import EmbeddedAws
+from app.local.server import EmbeddedAws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,4 +1,4 @@
-"""The embedded AWS emulator behind `make run`: moto's server, in this process.
+"""moto's server in this process, requests serialized, its state optionally kept.
 
 moto serves each request on its own thread, but its backends are not thread-safe: a
 TransactWriteItems copies table state while another request writes to it, and fails
@@ -13,19 +13,25 @@ cancelled: each create, confirm and delete costs time in proportion to the whole
 table, and a gallery of a few thousand images would crawl. With requests serialized,
 remembering just the items the transaction touches is enough (see `_item_rollback`).
 
+With a StateStore (`make run`), what each request changed is written to the data
+directory before its answer leaves (app/local/state.py).
+
     python -m app.local --port 5000     # the same emulator alone (the tests use it)
 """
 
 import argparse
 import copy
+import io
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
+from app.local.state import Restored, StateStore
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -39,18 +45,52 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class OneAtATime:
-    """WSGI middleware: one request at a time into the wrapped app, but long polls."""
+    """WSGI middleware: one request at a time into the wrapped app, but long polls; and,
+    with a StateStore, what each successful request changed kept before it answers."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lock: threading.Lock, state: StateStore | None = None) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._state = state
+        self.lock = lock
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        body = _read_body(environ) if self._state is not None else b""
+        status = ""
+
+        def started(code: str, headers: Any, *args: Any) -> Any:
+            nonlocal status
+            status = code
+            return start_response(code, headers, *args)
+
         if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
-            return self._app(environ, start_response)  # type: ignore[no-any-return]
-        with self._lock:
+            answer = list(self._app(environ, started))
+            # Receiving moves messages past their receive limit to the dead-letter queue.
+            with self.lock:
+                self._keep(environ, body, status)
+            return answer
+        with self.lock:
             # The body too: a lazy response iterable would run after the lock is gone.
-            return list(self._app(environ, start_response))
+            answer = list(self._app(environ, started))
+            self._keep(environ, body, status)
+            return answer
+
+    def _keep(self, environ: dict[str, Any], body: bytes, status: str) -> None:
+        if self._state is not None and status.startswith("2"):
+            self._state.after(environ, body)
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The request's body, read once and put back for the app."""
+    length = environ.get("CONTENT_LENGTH")
+    stream = environ["wsgi.input"]
+    if length:
+        body: bytes = stream.read(int(length))
+    elif environ.get("wsgi.input_terminated"):  # chunked: werkzeug ends the stream itself
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 def _item_rollback() -> None:
@@ -109,9 +149,14 @@ def _item_rollback() -> None:
 class EmbeddedAws:
     """moto's server on loopback, requests serialized; stops with the process."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state: StateStore | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self._state = state
+        # Held by each request into moto, and by whatever else touches its state.
+        self.lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
 
     @property
@@ -128,7 +173,7 @@ class EmbeddedAws:
         from werkzeug.serving import make_server  # noqa: PLC0415
 
         _item_rollback()
-        app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+        app = OneAtATime(DomainDispatcherApplication(create_backend_app), self.lock, self._state)
         return make_server(
             self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
         )
@@ -144,13 +189,30 @@ class EmbeddedAws:
         self._build().serve_forever()
 
 
-def start_embedded_aws(settings: Settings) -> Settings:
-    """Start the emulator on a free loopback port; return settings that point at it."""
+@dataclass(frozen=True)
+class Embedded:
+    settings: Settings  # pointing at the emulator
+    aws: EmbeddedAws
+    state: StateStore
+
+    def restore(self) -> Restored:
+        """Load the kept state (once the service has created its resources), between
+        requests; from then on, what requests change is kept."""
+        with self.aws.lock:
+            return self.state.restore()
+
+
+def start_embedded_aws(settings: Settings, fresh: bool = False) -> Embedded:
+    """Start the emulator on a free loopback port, keeping its state in the data
+    directory (emptied first if `fresh`); settings that point at it."""
     # Any credentials do for moto; without some, botocore refuses to sign at all.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "embedded")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "embedded")
-    url = EmbeddedAws().start()
-    return settings.model_copy(update={"aws_endpoint_url": url})
+    state = StateStore(settings.data_dir)
+    state.open(fresh=fresh)
+    aws = EmbeddedAws(state=state)
+    url = aws.start()
+    return Embedded(settings.model_copy(update={"aws_endpoint_url": url}), aws, state)
 
 
 def main(argv: list[str] | None = None) -> None:
