@@ -230,9 +230,7 @@ async def upload_direct(
     try:
         declared = CreateImageRequest(
             filename=file.filename or "",
-            content_type=_declared_type(
-                file.content_type, data, service.settings.verify_prefix_bytes
-            ),
+            content_type=_declared_type(file.content_type, data, service.settings.verify_max_bytes),
             size=len(data) or 1,  # an empty file fails verification with a clear message
             title=title,
             description=description,

@@ -12,6 +12,7 @@ parent run code.
     answer := frame(kind) frame(body)...     kind: b"ok" or b"refused"
 """
 
+import gc
 import os
 import resource
 import select
@@ -63,6 +64,9 @@ def _child(
     memory_bytes: int,
     out: int,
 ) -> None:
+    # A collection here would walk every object the parent holds, writing to each page
+    # (and so copying it): the child lives for one render, it has nothing to collect.
+    gc.disable()
     # The soft limit sends SIGXCPU, the hard one a second later SIGKILL; no core file.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -115,8 +115,10 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
     # Most items one list request may read from DynamoDB while filling a page.
     list_read_budget: int = Field(default=1000, ge=101, le=10_000)
-    # Bytes read from the start of an object to verify its type and dimensions.
+    # Bytes read from the start of an object to verify its type and dimensions; a header
+    # that runs further (a large colour profile, XMP, EXIF) is read on, up to the most.
     verify_prefix_bytes: int = Field(default=64 * 1024, ge=1024, le=MiB)
+    verify_max_bytes: int = Field(default=4 * MiB, ge=64 * 1024, le=64 * MiB)
 
     # Largest file POST /images/direct takes. Lambda's 6 MB limit applies to the whole
     # event, and API Gateway sends the body base64-encoded: see DIRECT_UPLOAD_CEILING.

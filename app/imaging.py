@@ -24,9 +24,17 @@ class _Malformed(Exception):
     pass
 
 
+class _Truncated(_Malformed):
+    """The header runs past the bytes given."""
+
+
+class HeaderTooShort(InvalidImage):
+    """The header runs past the prefix given, which is shorter than the object: read on."""
+
+
 def _need(data: bytes, end: int) -> None:
     if len(data) < end:
-        raise _Malformed("header is truncated")
+        raise _Truncated("header is truncated")
 
 
 def _png(data: bytes, total_size: int) -> Dimensions:
@@ -82,10 +90,58 @@ def _png(data: bytes, total_size: int) -> Dimensions:
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+# TIFF field types by size in bytes: BYTE, ASCII, SHORT, LONG, RATIONAL, ... (TIFF 6.0).
+_TIFF_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+_ORIENTATION = 0x0112
+
+
+def _tiff_entries(tiff: bytes, offset: int, order: str) -> dict[int, int]:
+    """The IFD at `offset` of a TIFF structure: tag -> its first value, for the tags
+    holding one SHORT or LONG (sizes, orientation). Bounded: an entry count past what the
+    bytes hold is malformed, not followed."""
+    _need(tiff, offset + 2)
+    (count,) = struct.unpack_from(f"{order}H", tiff, offset)
+    _need(tiff, offset + 2 + 12 * count)
+    found = {}
+    for at in range(offset + 2, offset + 2 + 12 * count, 12):
+        tag, kind, number = struct.unpack_from(f"{order}HHI", tiff, at)
+        if number == 1 and kind == 3:
+            found[tag] = struct.unpack_from(f"{order}H", tiff, at + 8)[0]
+        elif number == 1 and kind == 4:
+            found[tag] = struct.unpack_from(f"{order}I", tiff, at + 8)[0]
+    return found
+
+
+def _tiff_header(tiff: bytes) -> tuple[str, int]:
+    """Byte order and the first IFD's offset of a TIFF structure."""
+    _need(tiff, 8)
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack_from(f"{order}H", tiff, 2)[0] != 42:
+        raise _Malformed("not a TIFF header")
+    return order, struct.unpack_from(f"{order}I", tiff, 4)[0]
+
+
+def _exif_orientation(segment: bytes) -> int:
+    """The Orientation an APP1 Exif segment gives (1: as stored), if any."""
+    if not segment.startswith(b"Exif\0\0"):
+        return 1
+    try:
+        tiff = segment[6:]
+        order, first = _tiff_header(tiff)
+        return _tiff_entries(tiff, first, order).get(_ORIENTATION, 1)
+    except (_Malformed, struct.error):
+        return 1  # unreadable Exif: decoders show the image as stored
+
+
+def _turned(dims: Dimensions, orientation: int) -> Dimensions:
+    """As a decoder shows it: orientations 5 to 8 turn the image a quarter."""
+    return Dimensions(dims.height, dims.width) if 5 <= orientation <= 8 else dims
+
+
 def _jpeg(data: bytes, _total_size: int) -> Dimensions:
     if not data.startswith(b"\xff\xd8\xff"):
         raise _Malformed("not a JPEG signature")
-    offset = 2
+    offset, orientation = 2, 1
     while True:
         _need(data, offset + 4)
         if data[offset] != 0xFF:
@@ -102,6 +158,9 @@ def _jpeg(data: bytes, _total_size: int) -> Dimensions:
         (length,) = struct.unpack_from(">H", data, offset + 2)
         if length < 2:
             raise _Malformed("bad JPEG segment length")
+        if marker == 0xE1 and orientation == 1:
+            _need(data, offset + 2 + length)
+            orientation = _exif_orientation(data[offset + 4 : offset + 2 + length])
         if marker in _SOF_MARKERS:
             _need(data, offset + 10)
             precision, height, width, components = struct.unpack_from(">BHHB", data, offset + 4)
@@ -109,7 +168,7 @@ def _jpeg(data: bytes, _total_size: int) -> Dimensions:
                 raise _Malformed("invalid JPEG frame header")
             if length != 8 + 3 * components:
                 raise _Malformed("JPEG frame header length mismatch")
-            return Dimensions(width, height)
+            return _turned(Dimensions(width, height), orientation)
         offset += 2 + length
 
 
@@ -327,7 +386,8 @@ def _isobmff(content_type: str) -> Callable[[bytes, int], Dimensions]:
         if not _brands(data, top[b"ftyp"]) & _BRANDS[content_type]:
             raise _Malformed(f"no {content_type} brand in ftyp")
         if b"meta" not in top:
-            raise _Malformed("no meta box in the header")
+            # The boxes walked ran past the bytes given (an mdat before the meta box).
+            raise _Truncated("no meta box in the bytes read")
         meta_start, meta_end = top[b"meta"]
         _need(data, meta_end)
         meta = _boxes(data, meta_start + 4, meta_end)  # meta is a FullBox
@@ -354,9 +414,14 @@ _PARSERS: dict[str, Callable[[bytes, int], Dimensions]] = {
 
 
 def inspect_image(prefix: bytes, content_type: str, total_size: int) -> Dimensions:
-    """Dimensions of the image whose first bytes are `prefix`, or InvalidImage."""
+    """Dimensions of the image whose first bytes are `prefix`, as a decoder shows it, or
+    InvalidImage (HeaderTooShort if its header runs past a prefix shorter than it)."""
     try:
         dims = _PARSERS[content_type](prefix, total_size)
+    except _Truncated as exc:
+        if len(prefix) < total_size:
+            raise HeaderTooShort(f"The {content_type} header runs past its first bytes") from exc
+        raise InvalidImage(f"The uploaded bytes are not a valid {content_type} image") from exc
     except (_Malformed, struct.error, IndexError) as exc:
         raise InvalidImage(f"The uploaded bytes are not a valid {content_type} image") from exc
     if dims.width < 1 or dims.height < 1:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.config import Settings
+from app.confirmation import Superseded
 from app.errors import InvalidImage, NotFound, ServiceError, Unavailable
 from app.models import UNCONFIRMED, ImageRecord, Status
 from app.service import ImageService
@@ -149,8 +150,8 @@ class Maintenance:
             if record.status == Status.REJECTED:
                 return False  # refused before and past its grace: the upload is given up
             report.rejected += 1
-        except NotFound:
-            pass  # deleted meanwhile: the delete finishes it
+        except (NotFound, Superseded):
+            pass  # confirmed with other bytes, or deleted, meanwhile
         else:
             report.confirmed += 1
         return True

@@ -3,13 +3,14 @@
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.config import Settings
-from app.confirmation import Confirmation
+from app.confirmation import Confirmation, Superseded
 from app.errors import (
     Conflict,
     IdempotencyMismatch,
@@ -19,6 +20,7 @@ from app.errors import (
 )
 from app.filenames import content_disposition, download_name
 from app.models import (
+    UNCONFIRMED,
     URL_FIELDS,
     VARIANT_BOXES,
     CreateImageRequest,
@@ -95,6 +97,15 @@ class ImageService:
             user_id, request, idempotency_key, fingerprint(request), moment
         )
         ttl = self._settings.upload_url_ttl_seconds
+        if record.status in UNCONFIRMED and record.due_at is not None:
+            # A replay must not sign a URL that outlives the upload's deadline: the sweep
+            # gives up, past it, an upload whose bytes are not there, sure that none can
+            # come.
+            ttl = min(ttl, math.floor(record.due_at - moment.timestamp()))
+            if ttl < 1:
+                raise Conflict(
+                    "The upload this Idempotency-Key started has run out of time; use a new key"
+                )
         url, headers = self._objects.presign_put(record.id, record.content_type, record.size, ttl)
         upload = UploadInstructions(
             url=url, headers=headers, expires_at=moment + timedelta(seconds=ttl)
@@ -114,8 +125,9 @@ class ImageService:
         limit = self._settings.largest_direct_upload
         if len(data) > limit:
             raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
-        prefix = data[: self._settings.verify_prefix_bytes]
-        dims = self.confirmation.verify(prefix, request, len(data), "")
+        dims = self.confirmation.verify(
+            data[: self._settings.verify_max_bytes], request, len(data), ""
+        )
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request, data), self.clock()
         )
@@ -181,7 +193,12 @@ class ImageService:
                 raise Conflict(
                     "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm"
                 )
-            record = self.confirmation.confirm(record, upload)
+            try:
+                record = self.confirmation.confirm(record, upload)
+            except Superseded:
+                # These bytes were refused, but another confirm made the image ready with
+                # others (or it was deleted): answer what the image is now.
+                record = self._owned(user_id, image_id)
         return self._image(record)
 
     def _image(self, record: ImageRecord) -> Image:

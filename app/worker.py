@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from app.config import Settings
-from app.confirmation import Confirmation
+from app.confirmation import Confirmation, Superseded
 from app.errors import InvalidImage, NotFound, ServiceError
 from app.logs import configure_logging
 from app.models import (
@@ -37,6 +37,7 @@ from app.storage import Storage
 from app.storage.clients import AwsClients
 from app.storage.objects import UploadedObject
 from app.storage.queue import UploadQueue
+from app.storage.table import Recorded
 from app.tracing import enable_xray
 
 log = logging.getLogger(__name__)
@@ -91,15 +92,6 @@ def uploads_in(body: str, bucket: str) -> list[Uploaded]:
     return found
 
 
-def _settled(record: ImageRecord) -> str | None:
-    """Why there is nothing (more) to do for this record, if there is not."""
-    if record.status == Status.DELETING:
-        return "being deleted"
-    if record.status == Status.READY and record.variants_made:
-        return "already done"  # a redelivered message
-    return None
-
-
 class Worker:
     def __init__(self, confirmation: Confirmation, storage: Storage, settings: Settings) -> None:
         self._confirmation = confirmation
@@ -124,14 +116,10 @@ class Worker:
     def process(self, upload: Uploaded) -> str:
         """Confirm (if needed) and make the variants of one image; what happened."""
         record = self._table.get(upload.image_id)
-        if record is None:
-            # No record will ever point at these bytes (a PUT that raced a delete): remove
-            # them, and only them (a conditional delete on the ETag S3 announced).
-            self._objects.delete_original(upload.image_id, upload.etag)
-            return "orphan removed"
-        settled = _settled(record)
-        if settled:
-            return settled
+        if record is None or record.status == Status.DELETING:
+            return self._remove_unwanted(upload, record)
+        if record.status == Status.READY and record.variants_made:
+            return "already done"  # a redelivered message
         stored = self._objects.read(
             record.id, self._settings.max_upload_bytes, self._settings.verify_prefix_bytes
         )
@@ -142,18 +130,31 @@ class Worker:
                 record = self._confirmation.confirm(record, stored)
             except InvalidImage as exc:
                 return f"refused: {exc.detail}"  # the reason is on the record
-            except NotFound:
-                return "not confirmable"  # deleted meanwhile
+            except (NotFound, Superseded):
+                # Deleted, or confirmed with other bytes, meanwhile: those bytes' own
+                # message makes their variants.
+                return "superseded"
         return self._make_variants(record, stored)
+
+    def _remove_unwanted(self, upload: Uploaded, record: ImageRecord | None) -> str:
+        """No record will ever point at these bytes (a PUT that raced a delete): remove
+        them, and only them (a conditional delete on the ETag S3 announced). With no
+        record at all, variants too: one written as a delete ran would stay otherwise."""
+        self._objects.delete_original(upload.image_id, upload.etag)
+        if record is not None:
+            return "being deleted"
+        self._objects.delete_variants(upload.image_id)
+        return "orphan removed"
 
     def _make_variants(self, record: ImageRecord, stored: UploadedObject) -> str:
         variants, placeholder = self._variants(record, stored)
         # Before the image leaves the sweep's index: nothing would retag it afterwards.
         self._objects.tag_ready(record.id)
-        if not self._table.record_variants(record.id, variants, placeholder):
+        recorded = self._table.record_variants(record.id, variants, placeholder)
+        if recorded == Recorded.GONE:
             self._objects.delete(record.id)  # deleted meanwhile: remove what we wrote
             return "deleted meanwhile"
-        return "done"
+        return "done" if recorded == Recorded.RECORDED else "made meanwhile"
 
     def _variants(
         self, record: ImageRecord, stored: UploadedObject

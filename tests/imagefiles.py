@@ -42,6 +42,11 @@ def noisy_image(content_type: str = "image/png", width: int = 200, height: int =
     return buffer.getvalue()
 
 
+def not_a_png(size: int = 200) -> bytes:
+    """A PNG signature, then HTML: what confirm must refuse (and the worker too)."""
+    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
+
+
 def undecodable_png(width: int = 40, height: int = 30) -> bytes:
     """A PNG whose every header check passes (signature, IHDR, chunk CRCs, the zlib
     header) but whose pixel data is not a deflate stream: only decoding finds out."""

@@ -6,6 +6,7 @@ from typing import Any
 from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
+from app.worker import Uploaded
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class Stores:
         """The ETag of the original's bytes, as S3 announces it to the worker."""
         head = self.clients.s3.head_object(Bucket=self.settings.bucket, Key=object_key(image_id))
         return str(head["ETag"])
+
+    def announced(self, image_id: str) -> Uploaded:
+        """What S3's notification of this image's current bytes tells the worker."""
+        return Uploaded(image_id, self.etag(image_id))
 
     def keys(self) -> list[str]:
         """Every key in the bucket: originals and variants."""

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.storage.clients import AwsClients
 from tests.conftest import Drain, Uploader
-from tests.imagefiles import FORMATS, make_image
+from tests.imagefiles import FORMATS, make_image, not_a_png
 from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
@@ -205,18 +205,14 @@ def test_confirm_when_s3_refuses_an_uploaded_object_is_503(
     assert "AccessDenied" in response.json()["detail"]
 
 
-def _not_a_png(size: int = 200) -> bytes:
-    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
-
-
 REFUSED_PNG = "The uploaded bytes are not a valid image/png image"
 
 
 def test_rejected_upload_shows_rejected_with_its_reason(
     client: TestClient, alice: dict[str, str], create: Uploader, put_bytes: PutBytes
 ) -> None:
-    image = create(alice, data=_not_a_png())
-    put_bytes(image["id"], _not_a_png(), "image/png")
+    image = create(alice, data=not_a_png())
+    put_bytes(image["id"], not_a_png(), "image/png")
     client.post(f"/images/{image['id']}/confirm", headers=alice)
 
     got = client.get(f"/images/{image['id']}", headers=alice).json()
@@ -234,8 +230,8 @@ def test_confirm_after_the_worker_refused_the_bytes_is_422_with_its_reason(
     drain: Drain,
     stores: Stores,
 ) -> None:
-    image = create(alice, data=_not_a_png())
-    put_bytes(image["id"], _not_a_png(), "image/png")
+    image = create(alice, data=not_a_png())
+    put_bytes(image["id"], not_a_png(), "image/png")
     drain()  # the worker got there first
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
@@ -256,8 +252,8 @@ def test_confirm_while_the_worker_refuses_the_bytes_is_422_with_its_reason(
 ) -> None:
     """Confirm reads the record (pending), the worker refuses and removes the bytes, then
     confirm looks for them: it answers the worker's verdict, not "nothing uploaded"."""
-    image = create(alice, data=_not_a_png())
-    put_bytes(image["id"], _not_a_png(), "image/png")
+    image = create(alice, data=not_a_png())
+    put_bytes(image["id"], not_a_png(), "image/png")
     objects = app.state.storage.objects
     read_prefix = objects.read_prefix
 
@@ -283,7 +279,7 @@ def test_rejected_upload_put_again_with_valid_bytes_is_ready_without_a_reason(
 ) -> None:
     data = make_image()
     image = create(alice, data=data)
-    put_bytes(image["id"], _not_a_png(len(data)), "image/png")
+    put_bytes(image["id"], not_a_png(len(data)), "image/png")
     drain()
     put_bytes(image["id"], data, "image/png")
 

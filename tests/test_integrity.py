@@ -20,7 +20,7 @@ from app.storage.clients import AwsClients
 from app.storage.items import object_key, usage_key
 from app.storage.resources import SWEEP_SHARDS
 from tests.conftest import SECRET, AppFactory, Clock, Drain, Uploader, bearer
-from tests.imagefiles import make_image
+from tests.imagefiles import make_image, not_a_png
 from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
@@ -323,10 +323,6 @@ def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Cl
 # --- Uploads whose worker never came -------------------------------------------------
 
 
-def _not_a_png(size: int = 200) -> bytes:
-    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
-
-
 def test_sweep_confirms_bytes_put_in_time_whose_message_dead_lettered(
     app: FastAPI,
     client: TestClient,
@@ -359,8 +355,8 @@ def test_sweep_rejects_bad_bytes_put_in_time_and_keeps_the_reason_for_a_while(
     clock: Clock,
     stores: Stores,
 ) -> None:
-    image = create(alice, data=_not_a_png())
-    put_bytes(image["id"], _not_a_png(), "image/png")
+    image = create(alice, data=not_a_png())
+    put_bytes(image["id"], not_a_png(), "image/png")
     clock.advance(settings.upload_deadline_seconds + 1)
 
     first = app.state.maintenance.sweep()
@@ -422,8 +418,8 @@ def test_sweep_gives_up_refused_bytes_that_could_not_be_deleted(
 ) -> None:
     """Where S3 cannot delete conditionally (LocalStack), refused bytes stay: once the
     upload's grace has passed, the sweep removes them with it, not confirm them again."""
-    image = create(alice, data=_not_a_png())
-    put_bytes(image["id"], _not_a_png(), "image/png")
+    image = create(alice, data=not_a_png())
+    put_bytes(image["id"], not_a_png(), "image/png")
     monkeypatch.setattr(app.state.storage.objects, "delete_original", lambda *_: False)
     client.post(f"/images/{image['id']}/confirm", headers=alice)
     clock.advance(settings.upload_deadline_seconds + settings.finish_grace_seconds + 1)

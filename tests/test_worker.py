@@ -19,13 +19,8 @@ from app.storage.clients import AwsClients
 from app.storage.items import variant_key
 from app.worker import Uploaded, Worker, uploads_in
 from tests.conftest import Clock, Drain, Uploader, deliver
-from tests.imagefiles import make_image, many_scans_jpeg, noisy_image, undecodable_png
+from tests.imagefiles import make_image, many_scans_jpeg, noisy_image, not_a_png, undecodable_png
 from tests.stores import Stores
-
-
-def announced(stores: Stores, image_id: str) -> Uploaded:
-    """What S3's notification of this image's current bytes tells the worker."""
-    return Uploaded(image_id, stores.etag(image_id))
 
 
 def _object(clients: AwsClients, settings: Settings, key: str) -> bytes:
@@ -169,7 +164,7 @@ def test_confirm_racing_the_worker_ends_ready_once(
 ) -> None:
     for _ in range(5):
         image_id = pending(alice)["id"]
-        upload = announced(stores, image_id)
+        upload = stores.announced(image_id)
         results: list[Any] = []
 
         def confirm(image_id: str = image_id, results: list[Any] = results) -> None:
@@ -197,7 +192,7 @@ def test_redelivered_message_changes_nothing(
     aws_calls: Any,
 ) -> None:
     image = pending(alice)
-    upload = announced(stores, image["id"])
+    upload = stores.announced(image["id"])
     drain()
     aws_calls.clear()
 
@@ -265,7 +260,7 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
 
     monkeypatch.setattr(objects, "put_variant", put_then_delete)
 
-    outcome = worker.process(announced(stores, image["id"]))
+    outcome = worker.process(stores.announced(image["id"]))
 
     assert outcome == "deleted meanwhile"
     assert stores.keys() == []
@@ -278,7 +273,7 @@ def test_bytes_with_no_record_are_removed(
     orphan = "f" * 32
     clients.s3.put_object(Bucket=settings.bucket, Key=f"images/{orphan}", Body=make_image())
 
-    outcome = worker.process(announced(stores, orphan))
+    outcome = worker.process(stores.announced(orphan))
 
     assert outcome == "orphan removed"
     assert not stores.has_object(orphan)
@@ -503,10 +498,6 @@ def test_the_sweep_never_overwrites_variants_the_worker_made(
     )
 
 
-def _not_a_png(size: int) -> bytes:
-    return b"\x89PNG\r\n\x1a\n<html>not an image</html>".ljust(size, b" ")
-
-
 def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_replaced_them(
     app: FastAPI,
     client: TestClient,
@@ -523,8 +514,8 @@ def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_
     the client PUTs valid bytes and confirms those. The old verdict touches nothing."""
     good = make_image("image/png")
     image = create(alice, data=good)
-    put_bytes(image["id"], _not_a_png(len(good)), "image/png")
-    stale = announced(stores, image["id"])
+    put_bytes(image["id"], not_a_png(len(good)), "image/png")
+    stale = stores.announced(image["id"])
     objects = app.state.storage.objects
     real_read = objects.read
 
@@ -540,7 +531,7 @@ def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_
     outcome = worker.process(stale)
     got = client.get(f"/images/{image['id']}", headers=alice).json()
 
-    assert outcome.startswith("refused")
+    assert outcome == "superseded"
     assert got["status"] == "ready"
     assert _object(clients, settings, f"images/{image['id']}") == good
 
@@ -562,8 +553,8 @@ def test_a_verdict_on_old_bytes_never_removes_bytes_uploaded_since(
     the record may say rejected for a moment, the new bytes stay and are confirmed."""
     good = make_image("image/png")
     image = create(alice, data=good)
-    put_bytes(image["id"], _not_a_png(len(good)), "image/png")
-    stale = announced(stores, image["id"])
+    put_bytes(image["id"], not_a_png(len(good)), "image/png")
+    stale = stores.announced(image["id"])
     objects = app.state.storage.objects
     real_read = objects.read
 
@@ -600,7 +591,7 @@ def test_the_worker_never_deletes_an_upload_too_big_for_it_to_read_whole(
     )
     worker = Worker(app.state.service.confirmation, app.state.storage, small)
 
-    outcome = worker.process(announced(stores, image["id"]))
+    outcome = worker.process(stores.announced(image["id"]))
     got = client.get(f"/images/{image['id']}", headers=alice).json()
 
     assert outcome == "done"

@@ -34,8 +34,12 @@ def variant_key(image_id: str, name: str) -> str:
     return f"variants/{image_id}/{name}.webp"
 
 
+def variant_keys(image_id: str) -> list[str]:
+    return [variant_key(image_id, name) for name in VARIANT_BOXES]
+
+
 def every_key(image_id: str) -> list[str]:
-    return [object_key(image_id), *(variant_key(image_id, name) for name in VARIANT_BOXES)]
+    return [object_key(image_id), *variant_keys(image_id)]
 
 
 def image_key(image_id: str) -> Key:

@@ -16,7 +16,13 @@ from app.storage.clients import (
     error_code,
     unless_refused,
 )
-from app.storage.items import PENDING_TAGGING, every_key, object_key, variant_key
+from app.storage.items import (
+    PENDING_TAGGING,
+    every_key,
+    object_key,
+    variant_key,
+    variant_keys,
+)
 from app.storage.resources import PENDING_TAG
 from app.storage.signing import GetUrlSigner
 
@@ -175,10 +181,17 @@ class ImageObjects:
     def delete(self, image_id: str) -> None:
         """The original and its variants, in one call. Deleting a missing key succeeds,
         which makes retries free of special cases."""
+        self._delete_keys(every_key(image_id))
+
+    def delete_variants(self, image_id: str) -> None:
+        """The variants alone (never valid without their image's record)."""
+        self._delete_keys(variant_keys(image_id))
+
+    def _delete_keys(self, keys: list[str]) -> None:
         with aws_call():
             response = self._clients.s3.delete_objects(
                 Bucket=self._bucket,
-                Delete={"Objects": [{"Key": key} for key in every_key(image_id)], "Quiet": True},
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
             )
         errors = response.get("Errors", [])
         if errors:  # DeleteObjects answers 200 and lists what it could not delete

@@ -7,12 +7,21 @@ often a step is retried.
 
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from app.config import Settings
 from app.errors import ServiceError, TooLarge, TooMany, image_not_found
-from app.models import ImageRecord, Status, VariantState
-from app.storage.clients import CONDITION_FAILED, AwsClients, aws_call, unless_refused
+from app.models import ImageRecord, Status, VariantState, VariantStatus
+from app.storage.clients import (
+    CONDITION_FAILED,
+    AwsClients,
+    aws_call,
+    error_code,
+    unless_refused,
+)
 from app.storage.items import (
     SWEEP_POSITION_KEY,
     Key,
@@ -104,6 +113,14 @@ class IdempotencyClaim:
     key: Key
     fingerprint: str
     expires_at: int
+
+
+class Recorded(Enum):
+    """What became of a worker's variants."""
+
+    RECORDED = "recorded"
+    MADE_MEANWHILE = "made meanwhile"  # another delivery made them: its states stand
+    GONE = "gone"  # the image was deleted meanwhile
 
 
 class Replay(Exception):
@@ -348,19 +365,47 @@ class ImageTable:
 
     def record_variants(
         self, image_id: str, variants: dict[str, VariantState], placeholder: str | None
-    ) -> bool:
+    ) -> Recorded:
         """Store what the worker made and take the image out of the sweep's index, in one
-        conditional update. False if the image was deleted meanwhile (the caller then
-        removes what it wrote)."""
+        conditional update: only while the image is ready (GONE: deleted meanwhile, the
+        caller removes what it wrote), and never a failure over a variant another
+        delivery has made since (MADE_MEANWHILE: that one stands)."""
+        names: dict[str, str] = dict(_STATUS)
         values: dict[str, AttributeValueTypeDef] = {
             ":ready": {"S": Status.READY},
             ":variants": variants_item(variants),
         }
+        condition = STILL_READY
+        failed = [name for name, state in variants.items() if state.status == VariantStatus.FAILED]
+        if failed:
+            values[":made"] = {"S": VariantStatus.READY}
+        for n, name in enumerate(failed):
+            names[f"#v{n}"] = name
+            # A render that failed (out of its budget under load, say) must not undo one
+            # that succeeded for another delivery of the same image.
+            condition += f" AND NOT variants.#v{n}.#status = :made"
         expression = "SET variants = :variants"
         if placeholder is not None:
             expression += ", placeholder = :placeholder"
             values[":placeholder"] = {"S": placeholder}
-        return self._release(image_id, f"{expression} REMOVE sweep_shard, {DUE_ATTRIBUTE}", values)
+        with aws_call():
+            try:
+                self._clients.dynamodb.update_item(
+                    TableName=self._table,
+                    Key=image_key(image_id),
+                    UpdateExpression=f"{expression} REMOVE sweep_shard, {DUE_ATTRIBUTE}",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                current: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+                ready = current.get("status", {}).get("S") == Status.READY
+                return Recorded.MADE_MEANWHILE if ready else Recorded.GONE
+        return Recorded.RECORDED
 
     def release(self, image_id: str) -> bool:
         """Take a ready image out of the sweep's index though the worker has not reported
