@@ -13,7 +13,7 @@ two for 1,000 images.
       items.jsonl           DynamoDB: one line per written item (its state, or a deletion);
                             the last line for a key wins; compacted at each start
       objects/<bucket>/...  S3: each object's bytes, and its metadata and tags beside them
-      messages.json         SQS: every queue's messages, rewritten when they change
+      messages/<queue>/...  SQS: each message's body, as it arrives and until it is deleted
 
 Resources (tables, buckets, queues and their settings) are not kept: the service
 creates them from code at every start, before this loads what they held.
@@ -80,12 +80,13 @@ class StateStore:
         self.directory = directory
         self._items = directory / "items.jsonl"
         self._objects = directory / "objects"
-        self._messages = directory / "messages.json"
+        self._messages = directory / "messages"
         self._lock: BinaryIO | None = None
         self._log: BinaryIO | None = None
         self._logged = 0
         self._live = 0
-        self._queued: str = ""
+        # Each queue's message ids as kept on disk.
+        self._queued: dict[str, set[str]] = {}
         # Until restored, requests (the service creating its resources) change nothing
         # worth keeping, and must not overwrite what is kept.
         self._restored = False
@@ -163,17 +164,22 @@ class StateStore:
         return restored
 
     def _restore_messages(self) -> int:
-        if not self._messages.exists():
-            return 0
+        """Send each kept message again; the new ones are kept (under their new ids)
+        before the old files go: a crash in between delivers a message twice, which the
+        worker takes as any redelivery."""
         queues = self._queues()
+        kept = sorted(self._messages.glob("*/*.json"), key=lambda path: path.stat().st_mtime_ns)
         restored = 0
-        saved: dict[str, list[str]] = json.loads(self._messages.read_bytes())
-        for queue_name, bodies in saved.items():
+        for path in kept:
+            queue_name = unquote(path.parent.name)
             if queue_name in queues:
-                for body in bodies:
-                    queues[queue_name].send_message(queue_name, body)
-                    restored += 1
-        self._queued = self._messages.read_text()
+                queues[queue_name].send_message(queue_name, json.loads(path.read_bytes()))
+                restored += 1
+        self._queues_changed()
+        for path in kept:
+            path.unlink()
+        for folder in {path.parent for path in kept}:
+            _sync(folder)
         return restored
 
     # --- Writing through ---------------------------------------------------------------
@@ -262,15 +268,23 @@ class StateStore:
         _write_atomically(meta_path, json.dumps(meta).encode())
 
     def _queues_changed(self) -> None:
-        """Rewrite the messages file if any queue holds other messages than it says."""
-        current = {
-            name: [message.body for message in backend.queues[name]._messages]
-            for name, backend in sorted(self._queues().items())
-        }
-        text = json.dumps(current)
-        if text != self._queued:
-            _write_atomically(self._messages, text.encode())
-            self._queued = text
+        """Keep each message that arrived since, forget each one deleted since: a file
+        per message, so a busy queue costs a file per message, not the queue per
+        request."""
+        for name, backend in self._queues().items():
+            messages = {message.id: message for message in backend.queues[name]._messages}
+            kept = self._queued.setdefault(name, set())
+            folder = self._messages / quote(name, safe="")
+            for message_id in messages.keys() - kept:
+                _write_atomically(
+                    folder / f"{message_id}.json", json.dumps(messages[message_id].body).encode()
+                )
+            gone = kept - messages.keys()
+            for message_id in gone:
+                (folder / f"{message_id}.json").unlink(missing_ok=True)
+            if gone:
+                _sync(folder)
+            self._queued[name] = set(messages)
 
     def _open_log(self) -> BinaryIO:
         if self._log is None:
