@@ -1,4 +1,5 @@
-"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER|redrive]`."""
+"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER|redrive|
+backfill-variants]`: every command builds what it needs through app/composition.py."""
 
 import argparse
 import ipaddress
@@ -9,12 +10,12 @@ import sys
 import threading
 from dataclasses import asdict
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from app.auth import issue_token
+from app.composition import Services, build
 from app.config import DEV_JWT_SECRET, KEEP_ALIVE_SECONDS, Settings
+from app.http.auth import issue_token
 from app.logs import configure_logging
-from app.storage import Storage
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 
@@ -45,7 +46,7 @@ def _loopback(host: str) -> bool:
 def serve(settings: Settings, fresh: bool = False) -> None:
     import uvicorn  # noqa: PLC0415 - only `serve` needs the server
 
-    from app.main import create_app  # noqa: PLC0415
+    from app.http.app import create_app  # noqa: PLC0415
 
     development = _development(settings)
     if development and not _loopback(settings.host):
@@ -75,8 +76,8 @@ def serve(settings: Settings, fresh: bool = False) -> None:
         except DataDirectoryInUse as exc:
             sys.exit(str(exc))
         settings = embedded.settings
-    clients = AwsClients(settings)
-    ensure_resources(clients, settings)
+    services = build(settings)
+    ensure_resources(services.clients, settings)
     if embedded is not None:
         restored = embedded.restore()
         print(
@@ -86,9 +87,9 @@ def serve(settings: Settings, fresh: bool = False) -> None:
             flush=True,
         )
     # The worker (thumbnails, previews, auto-confirm) in this process: no second terminal.
-    from app.worker import start_in_background  # noqa: PLC0415 - imaging only when serving
+    from app.pipeline.worker import start_in_background  # noqa: PLC0415 - Pillow: serving only
 
-    start_in_background(settings, clients)
+    start_in_background(services.worker, services.storage.queue, settings)
     base = f"http://{settings.host}:{settings.port}"
     print(
         f"Image service: {base}  (gallery: {base}/, OpenAPI: {base}/docs)\n"
@@ -105,7 +106,7 @@ def serve(settings: Settings, fresh: bool = False) -> None:
             f'  curl -H "Authorization: Bearer $TOKEN" {base}/images',
             flush=True,
         )
-    app = create_app(settings, clients, demo_token=token)
+    app = create_app(services=services, demo_token=token)
     uvicorn.run(
         app,
         host=settings.host,
@@ -117,7 +118,7 @@ def serve(settings: Settings, fresh: bool = False) -> None:
 
 def work(settings: Settings) -> None:
     """The worker alone (the compose service), until SIGTERM or Ctrl-C."""
-    from app.worker import build, poll  # noqa: PLC0415 - only the worker needs imaging
+    from app.pipeline.worker import poll  # noqa: PLC0415 - only the worker needs Pillow
 
     configure_logging(settings.log_level)
     stop = threading.Event()
@@ -129,10 +130,10 @@ def work(settings: Settings) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, terminate)
-    worker, storage = build(settings)
+    services = build(settings)
     print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
     try:
-        poll(worker, storage.queue, settings, stop)
+        poll(services.worker, services.storage.queue, settings, stop)
     except KeyboardInterrupt:
         stop.set()
 
@@ -159,10 +160,18 @@ def main(argv: list[str] | None = None) -> None:
         "redrive", help="move the uploads the worker gave up on back to its queue"
     )
     redrive.add_argument("--most", type=int, default=1000, help="at most this many messages")
+    backfill = commands.add_parser(
+        "backfill-variants",
+        help="have the worker make the variants images lack (new or changed definitions)",
+    )
+    backfill.add_argument("--most", type=int, default=10_000, help="at most this many images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.exit(f"The configuration is not valid:\n{exc}")
     if args.command == "token":
         print(issue_token(_with_dev_secret(settings), args.user, args.ttl))
     elif args.command == "create-resources":
@@ -170,20 +179,23 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bucket {settings.bucket} and table {settings.table} are ready")
     elif args.command == "worker":
         work(settings)
-    elif args.command == "redrive":
-        moved = Storage.connect(AwsClients(settings), settings).queue.redrive(args.most)
-        print(json.dumps({"moved": moved}))
-    elif args.command in ("sweep", "reconcile"):
-        from app.main import create_app  # noqa: PLC0415
-
-        maintenance = create_app(_with_dev_secret(settings)).state.maintenance
-        if args.command == "sweep":
-            print(json.dumps(asdict(maintenance.sweep(args.seconds))))
-        else:
-            result = maintenance.reconcile(args.user)
-            print(json.dumps({**asdict(result), "drift": result.drift}))
-    else:
+    elif args.command == "serve" or args.command is None:
         serve(settings, fresh=getattr(args, "fresh", False))
+    else:
+        print(json.dumps(_maintain(build(settings), args)))
+
+
+def _maintain(services: Services, args: argparse.Namespace) -> dict[str, object]:
+    """The upkeep commands: each a bounded, resumable run whose report is printed."""
+    maintenance = services.maintenance
+    if args.command == "sweep":
+        return asdict(maintenance.sweep(args.seconds))
+    if args.command == "reconcile":
+        result = maintenance.reconcile(args.user)
+        return {**asdict(result), "drift": result.drift}
+    if args.command == "redrive":
+        return {"moved": services.storage.queue.redrive(args.most)}
+    return asdict(maintenance.backfill(args.most))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`images`: the command-line client. It speaks only the public HTTP API, like any client.
+"""`images`: the command-line client. It speaks only the public HTTP API, like any client
+(the one thing it takes from the package is the table of formats, to type files by name).
 
     images login --url http://localhost:8080 --token "$TOKEN"
     images upload ~/Pictures/album/*.jpg --tag holiday      # a few at a time, resumable
@@ -11,8 +12,9 @@ Every command takes --json for machine-readable output. Errors go to stderr; the
 status is 0 on success, 1 when anything failed, 2 for bad usage.
 
 Every call it makes is safe to repeat (uploads carry an Idempotency-Key per file), so it
-retries what the service says to retry (503, and 429 with Retry-After) and lost
-connections, a few times with backoff: a flaky network never creates a duplicate.
+retries what the service says to retry (the error codes `unavailable` and
+`rate_limited`, after their Retry-After) and lost connections, a few times with backoff:
+a flaky network never creates a duplicate.
 """
 
 import argparse
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
+from app.domain.formats import FORMATS
+
 CHUNK = 64 * 1024
 ATTEMPTS = 5
 MAX_WAIT_SECONDS = 30.0
@@ -40,16 +44,12 @@ MAX_WAIT_SECONDS = 30.0
 # service's bound on unconfirmed uploads however many files are given.
 DEFAULT_PARALLEL = 4
 T = TypeVar("T")
-TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".heic": "image/heic",
-    ".heif": "image/heif",
-    ".avif": "image/avif",
-}
+# A file's type from its name, from the service's own table of formats (the first row
+# wins an extension two claim: .heic is HEIC, the specific kind).
+TYPES = {ext: f.content_type for f in reversed(FORMATS) for ext in f.extensions}
+LABELS = ", ".join(f.label for f in FORMATS)
+# Refusals worth waiting out, by the code the service answers with.
+RETRIED = frozenset({"unavailable", "rate_limited"})
 
 
 class CliError(Exception):
@@ -135,12 +135,13 @@ class Api:
                     payload = response.read()
             except urllib.error.HTTPError as exc:
                 wait = _retry_after(exc.headers)
-                # 429 without Retry-After is a quota: waiting would not help.
-                if exc.code in (502, 503, 504) or (exc.code == 429 and wait is not None):
-                    raise _Retry(
-                        f"{exc.code} {_detail(exc)}", -1 if wait is None else wait
-                    ) from exc
-                raise CliError(f"{method} {path}: {exc.code} {_detail(exc)}") from exc
+                code, detail = _problem(exc)
+                # A quota (quota_images, quota_bytes) is not worth waiting for; a busy
+                # service or too many unconfirmed uploads at once are. 502 and 504: a
+                # gateway in front that did not get an answer.
+                if code in RETRIED or exc.code in (502, 504):
+                    raise _Retry(f"{exc.code} {detail}", -1 if wait is None else wait) from exc
+                raise CliError(f"{method} {path}: {exc.code} {detail} ({code})") from exc
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 raise _Retry(f"cannot reach {self.url}: {exc}", -1) from exc
             return json.loads(payload) if payload else None
@@ -148,16 +149,18 @@ class Api:
         return _retrying(attempt, f"{method} {path}")
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
+def _problem(exc: urllib.error.HTTPError) -> tuple[str, str]:
+    """The error's code (what to do depends on it) and its detail (what to say)."""
     try:
-        detail = json.loads(exc.read()).get("detail")
+        body = json.loads(exc.read())
+        code, detail = str(body.get("code", "")), body.get("detail")
     except (ValueError, AttributeError):
-        return exc.reason
-    if isinstance(detail, list):  # validation errors: where and why
-        return "; ".join(
+        return "", str(exc.reason)
+    if isinstance(detail, list):  # a refused request: where and why
+        return code, "; ".join(
             f"{'.'.join(map(str, e.get('loc', [])[1:]))}: {e.get('msg')}" for e in detail
         )
-    return str(detail)
+    return code, str(detail)
 
 
 class Progress:
@@ -228,7 +231,7 @@ def _upload_one(
 ) -> dict[str, Any]:
     content_type = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if content_type not in TYPES.values():
-        raise CliError(f"{path}: not a JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF file name")
+        raise CliError(f"{path}: not the name of an image the service takes ({LABELS})")
     size = path.stat().st_size
     # One key per file for this run: however often the create is retried, one image.
     key = {"Idempotency-Key": f"cli-{uuid.uuid4()}"}
@@ -353,7 +356,11 @@ def cmd_get(args: argparse.Namespace) -> None:
     # Never trust a stored filename as a path: keep its last component only.
     name = Path(image["filename"]).name or args.id
     if args.variant != "original":
-        name = f"{Path(name).stem or args.id}.{args.variant}.webp"
+        if args.variant not in image["variants"]:
+            valid = ", ".join(["original", *image["variants"]])
+            raise CliError(f"no variant {args.variant!r}: one of {valid}")
+        extension = mimetypes.guess_extension(image["variants"][args.variant]["content_type"])
+        name = f"{Path(name).stem or args.id}.{args.variant}{extension or ''}"
     target = Path(args.output) if args.output else Path(name)
     if target.exists() and not args.force:
         raise CliError(f"{target} exists (use --force to overwrite)")
@@ -414,7 +421,7 @@ def parser() -> argparse.ArgumentParser:
     )
     upload.set_defaults(run=cmd_upload)
     ls = command("ls", "list your images, newest first")
-    ls.add_argument("--type", help="jpeg, png, gif, webp (or a content type)")
+    ls.add_argument("--type", help="an extension (jpg, png, heic, ...) or a content type")
     ls.add_argument("--tag")
     ls.add_argument("--all", action="store_true", help="every page, not just the first")
     ls.add_argument("--limit", type=int, default=20)
@@ -425,9 +432,9 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("--force", action="store_true", help="overwrite an existing file")
     get.add_argument(
         "--variant",
-        choices=["original", "thumb", "preview"],
         default="original",
-        help="the uploaded bytes, or a WebP variant (default: original)",
+        help="the uploaded bytes, or a variant the service makes, by name (thumb, preview, "
+        "and any it is configured with; default: original)",
     )
     get.set_defaults(run=cmd_get)
     url = command("url", "print a short-lived download URL")

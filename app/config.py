@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.variants import DEFAULT_VARIANTS, VariantName, VariantSpec, checked
 
 MiB = 1024 * 1024
 
@@ -104,6 +106,8 @@ class Settings(BaseSettings):
     # Images with more pixels are refused at confirm: a 40-megapixel cap stops pixel
     # floods aimed at whatever decodes the image later (thumbnails, browsers).
     max_pixels: int = Field(default=40_000_000, ge=1)
+    # The variants every ready image gets, by name (JSON): app/domain/variants.py.
+    variants: dict[VariantName, VariantSpec] = Field(default_factory=lambda: dict(DEFAULT_VARIANTS))
     # Each render (decode, variants, placeholder) runs in a child process bounded to this
     # much CPU time (and three times as much wall-clock time) and this much more address
     # space: an image that takes more ends with failed variants and the reason. Ten
@@ -155,6 +159,11 @@ class Settings(BaseSettings):
     aws_endpoint_url_sqs: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS")
     )
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
+        return checked(variants)
 
     @model_validator(mode="after")
     def _deadline_outlives_upload_url(self) -> "Settings":

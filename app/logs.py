@@ -2,25 +2,22 @@
 
 The request id is Lambda's `aws_request_id` under Mangum, else the caller's
 `X-Request-ID` when it is sane, else a fresh one; it is echoed in `X-Request-ID`. The
-access line is written here rather than by uvicorn, whose access log runs outside the
-request's context. Nothing logs headers, bodies or response URLs, so neither tokens
-nor presigned signatures can reach a log.
+access line is written by the HTTP edge (app/http/middleware.py) rather than by
+uvicorn, whose access log runs outside the request's context. Nothing logs headers,
+bodies or response URLs, so neither tokens nor presigned signatures can reach a log.
+Every entry point configures logging here, the worker too: nothing here imports the
+HTTP framework.
 """
 
 import logging
 import re
 import sys
-import time
-import uuid
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import Message, Receive, Scope, Send
-
-from app.asgi import HttpMiddleware
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
-_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("app.access")
 
 # Libraries whose DEBUG (and some INFO) lines carry secrets or user data: botocore logs
@@ -83,41 +80,3 @@ def configure_logging(level: str) -> None:
         logger.propagate = True
     # Our access line replaces uvicorn's (see the module docstring).
     logging.getLogger("uvicorn.access").disabled = True
-
-
-class RequestContext(HttpMiddleware):
-    """Set the request id, echo it, write one access line."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lambda_context = scope.get("aws.context")
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = (
-            getattr(lambda_context, "aws_request_id", None)
-            or (given if _SANE_ID.match(given) else None)
-            or uuid.uuid4().hex
-        )
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self._app(scope, receive, send_with_id)
-        finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    # The path only: query strings can carry cursors, never worth a log.
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-            request_id.reset(token)

@@ -26,9 +26,9 @@ def main(kind: str) -> None:
         }
     }
     if kind == "app":
-        from app.lambda_handler import app, handler
+        from app.http.lambda_handler import app, handler
 
-        ddb = app.state.clients.dynamodb
+        ddb = app.state.services.clients.dynamodb
         request = event(
             "GET",
             "/images/0123456789abcdef0123456789abcdef",

@@ -13,8 +13,8 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from app.auth import issue_token
 from app.config import Settings
+from app.http.auth import issue_token
 from bench.warm import SECRET
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx2 as httpx
 
-from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
+from app.http.auth import issue_token
 from app.local.server import free_port
 from bench.photos import encoded
 from tests.load import upload_batch

@@ -10,10 +10,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from app.auth import issue_token
 from app.config import Settings
-from app.main import create_app
-from app.models import format_timestamp
+from app.domain.records import format_timestamp
+from app.http.app import create_app
+from app.http.auth import issue_token
 from app.storage.resources import ensure_resources
 from bench.warm import SECRET
 
@@ -52,7 +52,7 @@ def run(sizes: tuple[int, ...] = (100, 1000, 10_000), pages: int = 3) -> dict[st
     with mock_aws():
         settings = Settings(jwt_secret=SECRET, log_level="WARNING")
         app = create_app(settings)
-        ensure_resources(app.state.clients, settings)
+        ensure_resources(app.state.services.clients, settings)
         client = TestClient(app)
         headers = {"Authorization": f"Bearer {issue_token(settings, 'user0', 3600)}"}
         calls: Counter[str] = Counter()
@@ -61,10 +61,10 @@ def run(sizes: tuple[int, ...] = (100, 1000, 10_000), pages: int = 3) -> dict[st
             calls["queries"] += 1
             calls["items_read"] += parsed.get("ScannedCount", 0)
 
-        app.state.clients.dynamodb.meta.events.register("after-call.dynamodb.Query", count)
+        app.state.services.clients.dynamodb.meta.events.register("after-call.dynamodb.Query", count)
         seeded = 0
         for size in sizes:
-            _seed(app.state.clients.dynamodb, settings.table, seeded, size)
+            _seed(app.state.services.clients.dynamodb, settings.table, seeded, size)
             seeded = size
             row: dict[str, Any] = {}
             for name, params in (("unfiltered", {}), ("filtered", {"content_type": "image/gif"})):

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx2 as httpx
 
-from app.auth import issue_token
 from app.config import Settings
+from app.http.auth import issue_token
 from app.local.server import free_port
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources

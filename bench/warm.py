@@ -17,9 +17,11 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from mangum import Mangum
 
-from app.auth import issue_token
 from app.config import Settings
-from app.main import create_app
+from app.domain.variants import DEFAULT_VARIANTS
+from app.http.app import create_app
+from app.http.auth import issue_token
+from app.storage.items import variant_key
 from bench.events import Context, event
 from bench.floor import floor_app
 
@@ -51,17 +53,27 @@ PAGE = 24  # a gallery page
 
 
 def _variants() -> dict[str, Any]:
-    def made(width: int, height: int, size: int) -> dict[str, Any]:
+    """Both default variants made, as the worker records them."""
+
+    def made(name: str, width: int, height: int, size: int) -> dict[str, Any]:
+        spec = DEFAULT_VARIANTS[name]
         return {
             "M": {
                 "status": {"S": "ready"},
                 "width": {"N": str(width)},
                 "height": {"N": str(height)},
                 "bytes": {"N": str(size)},
+                "spec": {"S": spec.fingerprint},
+                "format": {"S": spec.format},
             }
         }
 
-    return {"M": {"thumb": made(320, 240, 2588), "preview": made(1600, 1200, 41028)}}
+    return {
+        "M": {
+            "thumb": made("thumb", 320, 240, 2588),
+            "preview": made("preview", 1600, 1200, 41028),
+        }
+    }
 
 
 def _item(
@@ -176,7 +188,7 @@ AWS_CALLS = {
 def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict[str, float]:
     """Median ms botocore spends on each call even when stubbed (parameter validation,
     serialization, endpoint resolution, event hooks), and on one presigned URL."""
-    s3, ddb = app.state.clients.s3, app.state.clients.dynamodb
+    s3, ddb = app.state.services.clients.s3, app.state.services.clients.dynamodb
     key = {"image_id": {"S": IMAGE_ID}}
 
     def query() -> Any:
@@ -267,12 +279,16 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
         )
         presign_samples.append(time.perf_counter() - started)
     costs["presign"] = statistics.median(presign_samples) * 1000
-    pairs = [(f"{n:032x}", name) for n in range(PAGE) for name in ("thumb", "preview")]
-    objects = app.state.storage.objects
+    keys = [
+        variant_key(f"{n:032x}", name, spec)
+        for n in range(PAGE)
+        for name, spec in DEFAULT_VARIANTS.items()
+    ]
+    objects = app.state.services.storage.objects
     signing_samples = []
     for _ in range(n):
         started = time.perf_counter()
-        objects.variant_urls(pairs, 300)
+        objects.variant_urls(keys, 300)
         signing_samples.append(time.perf_counter() - started)
     costs["variant_urls_48"] = statistics.median(signing_samples) * 1000
     return costs
@@ -298,22 +314,22 @@ class _Canned:
         return self._answers.popleft()
 
     def __enter__(self) -> "_Canned":
-        clients = self._app.state.clients
+        clients = self._app.state.services.clients
         # Instance attributes: botocore's generated methods call self._make_api_call.
         for client in (clients.s3, clients.dynamodb):
             client._make_api_call = self._answer
         url = "https://s3.test/images/0123456789abcdef0123456789abcdef?X-Amz-Signature=0"
         clients.s3_presign.generate_presigned_url = lambda *_, **__: url
-        signer = self._app.state.storage.objects._signer
+        signer = self._app.state.services.storage.objects._signer
         signer.urls = lambda keys, _expires: [url] * len(keys)
         return self
 
     def __exit__(self, *_: object) -> None:
-        clients = self._app.state.clients
+        clients = self._app.state.services.clients
         for client in (clients.s3, clients.dynamodb, clients.s3_presign):
             vars(client).pop("_make_api_call", None)
             vars(client).pop("generate_presigned_url", None)
-        vars(self._app.state.storage.objects._signer).pop("urls", None)
+        vars(self._app.state.services.storage.objects._signer).pop("urls", None)
 
 
 OWN_CODE_ROUNDS = 5
@@ -391,8 +407,8 @@ def run(n: int = 2000) -> dict[str, Any]:
     token = issue_token(settings, "bench", 3600)
     floor = floor_app()
     floor_handler = Mangum(floor, lifespan="off")
-    stub_s3 = Stubber(app.state.clients.s3)
-    stub_ddb = Stubber(app.state.clients.dynamodb)
+    stub_s3 = Stubber(app.state.services.clients.s3)
+    stub_ddb = Stubber(app.state.services.clients.dynamodb)
     results: dict[str, Any] = {"requests_per_endpoint": n, "endpoints": {}}
     with stub_s3, stub_ddb:
         bare_request = event("GET", "/image")

@@ -17,7 +17,7 @@ LIMIT = 40_000_000
 
 def _service() -> Callable[[bytes, str], None]:
     from app.config import Settings
-    from app.render import render_bounded
+    from app.pipeline.render import render_bounded
 
     settings = Settings()
 
@@ -25,19 +25,21 @@ def _service() -> Callable[[bytes, str], None]:
         render_bounded(
             data,
             content_type,
-            LIMIT,
-            settings.render_cpu_seconds,
-            settings.render_memory_bytes,
+            settings.variants,
+            max_pixels=LIMIT,
+            cpu_seconds=settings.render_cpu_seconds,
+            memory_bytes=settings.render_memory_bytes,
         )
 
     return run
 
 
 def _inline() -> Callable[[bytes, str], None]:
-    from app.render import render
+    from app.domain.variants import DEFAULT_VARIANTS
+    from app.pipeline.render import render
 
     def run(data: bytes, content_type: str) -> None:
-        render(data, content_type, LIMIT)
+        render(data, content_type, LIMIT, DEFAULT_VARIANTS)
 
     return run
 

@@ -19,14 +19,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from app.auth import issue_token
+from app.composition import build
 from app.config import Settings
+from app.http.app import create_app
+from app.http.auth import issue_token
 from app.local.server import free_port
-from app.main import create_app
+from app.pipeline.worker import Worker
 from app.storage.clients import AwsClients
 from app.storage.items import PENDING_TAGGING, object_key
 from app.storage.resources import ensure_resources
-from app.worker import Worker
 from tests.imagefiles import make_image
 from tests.servers import (
     BASE_ENV,
@@ -115,13 +116,13 @@ def make_app(aws: None, settings: Settings, clock: Clock) -> AppFactory:
     """make_app(**overrides): an app on fresh moto state, its resources created, with the
     test's settings changed by `overrides` and the test's clock."""
 
-    def build(**overrides: Any) -> FastAPI:
+    def make(**overrides: Any) -> FastAPI:
         configured = Settings(**{**settings.model_dump(), **overrides}) if overrides else settings
-        application = create_app(configured, clock=clock)
-        ensure_resources(application.state.clients, configured)
-        return application
+        services = build(configured, clock=clock)
+        ensure_resources(services.clients, configured)
+        return create_app(services=services)
 
-    return build
+    return make
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def app(make_app: AppFactory) -> FastAPI:
 
 @pytest.fixture
 def clients(app: FastAPI) -> AwsClients:
-    aws_clients: AwsClients = app.state.clients
+    aws_clients: AwsClients = app.state.services.clients
     return aws_clients
 
 
@@ -250,7 +251,8 @@ Drain = Callable[[], list[dict[str, Any]]]
 @pytest.fixture
 def worker(app: FastAPI) -> Worker:
     """The worker over the app's own stores (what a test patches there, it sees)."""
-    return Worker(app.state.service.confirmation, app.state.storage, app.state.settings)
+    worker: Worker = app.state.services.worker
+    return worker
 
 
 def deliver(worker: Worker, clients: AwsClients, settings: Settings) -> list[dict[str, Any]]:
@@ -398,3 +400,9 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
     session, keeping its data in a directory of its own."""
     with make_run_server(tmp_path_factory.mktemp("make-run-data")) as server:
         yield server
+
+
+def refusal(response: Any) -> tuple[int, str]:
+    """A refused request's status and code: every refusal the service answers carries
+    both, and a client branches on the code."""
+    return response.status_code, response.json()["code"]

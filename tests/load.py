@@ -26,8 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from app.auth import issue_token
 from app.config import Settings
+from app.http.auth import issue_token
 from app.storage.items import object_key, usage_key
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 import httpx2 as httpx
 
-from app.auth import issue_token
 from app.config import Settings
+from app.http.auth import issue_token
 from tests.conftest import SECRET
 
 

@@ -144,7 +144,7 @@ def uvicorn_command(port: int) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:create_app",
+        "app.http.app:create_app",
         "--factory",
         "--host",
         "127.0.0.1",

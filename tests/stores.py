@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
+from app.pipeline.notifications import Uploaded
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
-from app.worker import Uploaded
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from app import api
-from app.models import ListQuery
+from app.http import routes as api
+from app.images.models import ListQuery
 from app.storage.clients import AwsClients
+from tests.conftest import refusal
 
 
 def test_health_is_ok(client: TestClient) -> None:
@@ -113,14 +114,14 @@ def test_docs_page_is_served(client: TestClient) -> None:
 def test_unknown_route_is_json_404(client: TestClient) -> None:
     response = client.get("/nope")
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Not Found", "code": "not_found"}
 
 
 def test_wrong_method_is_json_405(client: TestClient, alice: dict[str, str]) -> None:
     response = client.put("/images", headers=alice)
 
-    assert response.status_code == 405
+    assert refusal(response) == (405, "method_not_allowed")
     assert "detail" in response.json()
 
 
@@ -142,7 +143,7 @@ def test_throttled_storage_is_503_with_retry_after(
 
     response = client.get("/images/abc", headers=alice)
 
-    assert response.status_code == 503
+    assert refusal(response) == (503, "unavailable")
     assert response.headers["retry-after"] == "1"
     assert response.json()["detail"].startswith("Storage is busy")
 
@@ -157,8 +158,11 @@ def test_unreachable_storage_is_503(
 
     response = client.get("/images/abc", headers=alice)
 
-    assert response.status_code == 503
-    assert response.json() == {"detail": "Storage is unreachable, retry shortly"}
+    assert refusal(response) == (503, "unavailable")
+    assert response.json() == {
+        "detail": "Storage is unreachable, retry shortly",
+        "code": "unavailable",
+    }
 
 
 def test_unexpected_error_is_json_500_without_traceback(
@@ -169,8 +173,8 @@ def test_unexpected_error_is_json_500_without_traceback(
 
     response = client.get("/images/abc", headers=alice)
 
-    assert response.status_code == 500
-    assert response.json() == {"detail": "Internal server error"}
+    assert refusal(response) == (500, "internal")
+    assert response.json() == {"detail": "Internal server error", "code": "internal"}
     assert "secret internals" not in response.text
 
 
@@ -184,9 +188,9 @@ def test_openapi_publishes_configured_size_limit(client: TestClient, settings: A
 def test_wrong_method_names_every_allowed_method(client: TestClient) -> None:
     response = client.request("PATCH", "/images")
 
-    assert response.status_code == 405
+    assert refusal(response) == (405, "method_not_allowed")
     assert response.headers["allow"] == "GET, POST"
-    assert response.json() == {"detail": "Method Not Allowed"}
+    assert response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
 
 
 def test_aws_clients_retry_in_standard_mode_with_bounded_timeouts(clients: AwsClients) -> None:
@@ -206,7 +210,7 @@ def test_apps_are_freed_when_dropped() -> None:
     from fastapi import FastAPI  # noqa: PLC0415
 
     from app.config import Settings  # noqa: PLC0415
-    from app.main import create_app  # noqa: PLC0415
+    from app.http.app import create_app  # noqa: PLC0415
 
     def alive() -> int:
         gc.collect()

@@ -11,10 +11,10 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from app.auth import TokenVerifier
 from app.config import Settings
-from app.main import create_app
-from tests.conftest import SECRET, AppFactory, bearer
+from app.http.app import create_app
+from app.http.auth import TokenVerifier
+from tests.conftest import SECRET, AppFactory, bearer, refusal
 
 
 def _token(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
@@ -38,33 +38,33 @@ def test_valid_token_is_accepted(client: TestClient) -> None:
 def test_expired_token_is_401(client: TestClient) -> None:
     response = _get(client, _token(_claims(exp=int(time.time()) - 5)))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json() == {"detail": "Invalid or expired token"}
+    assert response.json() == {"detail": "Invalid or expired token", "code": "unauthorized"}
 
 
 def test_token_without_exp_is_401(client: TestClient) -> None:
     response = _get(client, _token({"sub": "alice"}))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_token_without_sub_is_401(client: TestClient) -> None:
     response = _get(client, _token({"exp": int(time.time()) + 60}))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_token_with_empty_sub_is_401(client: TestClient) -> None:
     response = _get(client, _token(_claims(sub="")))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_token_signed_with_other_secret_is_401(client: TestClient) -> None:
     response = _get(client, _token(_claims(), secret="another-secret-of-enough-length-42"))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_alg_none_token_is_401(client: TestClient) -> None:
@@ -75,20 +75,20 @@ def test_alg_none_token_is_401(client: TestClient) -> None:
 
     response = _get(client, unsigned)
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_hs512_token_is_401(client: TestClient) -> None:
     response = _get(client, _token(_claims(), algorithm="HS512"))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize("header", ["Basic YWxpY2U6cHc=", "Bearer", "Bearer not.a.jwt", "alice"])
 def test_malformed_authorization_is_401(client: TestClient, header: str) -> None:
     response = client.get("/images", headers={"Authorization": header})
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
     assert "detail" in response.json()
 
@@ -100,7 +100,10 @@ def test_user_header_or_parameter_cannot_choose_identity(
         "/images", params={"user_id": "bob"}, headers={**alice, "X-User-Id": "bob"}
     )
 
-    assert response.status_code == 422  # unknown query parameters are refused outright
+    assert refusal(response) == (
+        422,
+        "invalid_request",
+    )  # unknown query parameters are refused outright
 
 
 @pytest.fixture
@@ -140,7 +143,7 @@ def test_configured_issuer_and_audience_reject_mismatch(
 
     response = _get(client, _token(claims))
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_app_refuses_to_start_without_secret(aws: None) -> None:
@@ -181,7 +184,7 @@ def test_token_verified_before_is_refused_once_expired(
     again = client.get("/images", headers=headers)
 
     assert first.status_code == 200
-    assert again.status_code == 401
+    assert refusal(again) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import blurhash
 import httpx2 as httpx
 import pytest
 
-from app.auth import issue_token
 from app.config import DEV_JWT_SECRET, Settings
+from app.http.auth import issue_token
 from tests.imagefiles import make_image
 from tests.servers import MakeRun, make_run_server, wait_for
 
@@ -221,7 +221,7 @@ def test_grid_shows_thumbs_from_the_list_with_no_call_per_tile(site: str, page: 
     sources = page.evaluate("[...document.querySelectorAll('#grid img')].map(i => i.src)")
 
     assert loaded == [320] * 3  # the thumbs, not the 600-pixel originals
-    assert all("/variants/" in src and src.split("?")[0].endswith("/thumb.webp") for src in sources)
+    assert all(re.search(r"/variants/[0-9a-f]+/thumb-[0-9a-f]+\.webp\?", src) for src in sources)
     assert [url for url in api_calls if "/download" in url] == []
 
 
@@ -248,7 +248,7 @@ def test_tile_still_processing_paints_its_placeholder_and_updates_when_ready(
         page_of_images = route.fetch().json()
         for item in page_of_images["items"]:
             item["variants"]["thumb"]["status"] = "pending"
-            item["thumb_url"] = None
+            item["variants"]["thumb"]["url"] = None
         route.fulfill(json=page_of_images)
 
     page.route("**/images?limit=*", as_if_processing)
@@ -259,7 +259,10 @@ def test_tile_still_processing_paints_its_placeholder_and_updates_when_ready(
 
     expect(tile).not_to_have_class(re.compile("processing"))  # its GET found it ready
     assert background.startswith('url("data:image/png')
-    assert page.evaluate("document.querySelector('#grid img').src") == ready["thumb_url"]
+    assert (
+        page.evaluate("document.querySelector('#grid img').src")
+        == ready["variants"]["thumb"]["url"]
+    )
 
 
 def test_detail_shows_the_preview_and_links_the_original(site: str, page: Page) -> None:
@@ -270,7 +273,8 @@ def test_detail_shows_the_preview_and_links_the_original(site: str, page: Page) 
     page.locator("#grid button").first.click()
 
     expect(page.locator("#detail")).to_be_visible()
-    expect(page.locator("#detail-image")).to_have_attribute("src", re.compile(r"/preview\.webp\?"))
+    preview = re.compile(r"/preview-[0-9a-f]+\.webp\?")
+    expect(page.locator("#detail-image")).to_have_attribute("src", preview)
     expect(page.locator("#detail-download")).to_have_attribute(
         "href", re.compile(r"/images/[0-9a-f]{32}\?")
     )

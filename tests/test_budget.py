@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.budget import OverBudget, Refused, run_bounded
+from app.pipeline.budget import OverBudget, Refused, run_bounded
 
 MiB = 1024 * 1024
 

@@ -13,8 +13,8 @@ import httpx2 as httpx
 import pytest
 from PIL import Image
 
-from app.auth import issue_token
 from app.config import Settings
+from app.http.auth import issue_token
 from tests.conftest import SECRET
 from tests.imagefiles import make_image
 from tests.servers import running, wait_for
@@ -136,7 +136,7 @@ def test_upload_failure_is_reported_and_exits_1(cli: Cli, tmp_path: Path) -> Non
 
     assert result.returncode == 1
     assert "not a valid image/png image" in result.stderr
-    assert "notes.txt: not a JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF" in result.stderr
+    assert "notes.txt: not the name of an image the service takes (JPEG, PNG" in result.stderr
     assert "1 uploaded, 2 failed" in result.stdout
 
 
@@ -170,7 +170,7 @@ def test_get_unknown_image_fails(cli: Cli) -> None:
 
     assert result.returncode == 1
     assert result.stderr == (
-        "error: GET /images/0123456789abcdef0123456789abcdef: 404 Image not found\n"
+        "error: GET /images/0123456789abcdef0123456789abcdef: 404 Image not found (not_found)\n"
     )
 
 

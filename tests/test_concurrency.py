@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import Uploader
+from tests.conftest import Uploader, refusal
 from tests.stores import Stores
 
 
@@ -62,7 +62,7 @@ def test_concurrent_deletes_are_all_204_and_remove_once(
     )
 
     assert [r.status_code for r in responses] == [204] * 8
-    assert client.get(f"/images/{image['id']}", headers=alice).status_code == 404
+    assert refusal(client.get(f"/images/{image['id']}", headers=alice)) == (404, "not_found")
     assert stores.usage("alice")[0] == 1
 
 
@@ -81,7 +81,7 @@ def test_confirm_racing_delete_never_resurrects(
         outcomes.add(confirm.status_code)
         assert confirm.status_code in (200, 404)
         assert delete.status_code == 204
-        assert client.get(f"/images/{image_id}", headers=alice).status_code == 404
+        assert refusal(client.get(f"/images/{image_id}", headers=alice)) == (404, "not_found")
         assert not stores.has_object(image_id)
     assert client.get("/images", headers=alice).json()["items"] == []
     assert stores.usage("alice")[0] == 0
@@ -97,16 +97,16 @@ def test_confirm_whose_bytes_a_delete_just_removed_is_404(
     """The interleaving the race above can hit: confirm reads the record, then the DELETE
     runs to its end, then confirm looks for the bytes. The image is gone, not unsent."""
     image_id = pending(alice)["id"]
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     read_prefix = objects.read_prefix
 
     def deleted_first(*args: Any) -> Any:
-        app.state.service.delete("alice", image_id)
+        app.state.services.images.delete("alice", image_id)
         return read_prefix(*args)
 
     monkeypatch.setattr(objects, "read_prefix", deleted_first)
 
     response = client.post(f"/images/{image_id}/confirm", headers=alice)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}

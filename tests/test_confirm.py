@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 
 from app.storage.clients import AwsClients
-from tests.conftest import Drain, Uploader
+from tests.conftest import Drain, Uploader, refusal
 from tests.imagefiles import FORMATS, make_image, not_a_png
 from tests.stores import Stores
 
@@ -53,7 +53,7 @@ def test_confirm_before_upload_is_409(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 409
+    assert refusal(response) == (409, "not_uploaded")
     assert "PUT" in response.json()["detail"]
 
 
@@ -66,7 +66,7 @@ def test_confirm_size_mismatch_is_422_and_deletes_object(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_image")
     assert "declared" in response.json()["detail"]
     assert not stores.has_object(image["id"])
 
@@ -92,8 +92,11 @@ def test_confirm_non_image_bytes_is_422_and_deletes_object(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
-    assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
+    assert refusal(response) == (422, "invalid_image")
+    assert response.json() == {
+        "detail": "The uploaded bytes are not a valid image/png image",
+        "code": "invalid_image",
+    }
     assert not stores.has_object(image["id"])
 
 
@@ -106,7 +109,7 @@ def test_confirm_other_format_than_declared_is_422(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_image")
 
 
 def test_confirm_rejected_image_is_never_listed(
@@ -133,7 +136,7 @@ def test_confirm_after_rejection_and_reupload_succeeds(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert rejected.status_code == 422
+    assert refusal(rejected) == (422, "invalid_image")
     assert response.status_code == 200
     assert response.json()["status"] == "ready"
 
@@ -148,16 +151,16 @@ def test_confirm_other_users_image_is_404_and_changes_nothing(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=bob)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}
     assert client.get(f"/images/{image['id']}", headers=alice).json()["status"] == "pending"
 
 
 def test_confirm_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
     response = client.post("/images/0123456789abcdef0123456789abcdef/confirm", headers=alice)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}
 
 
 @pytest.fixture
@@ -186,7 +189,7 @@ def test_confirm_before_upload_is_409_when_s3_answers_403_for_the_missing_key(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 409
+    assert refusal(response) == (409, "not_uploaded")
     assert "PUT" in response.json()["detail"]
 
 
@@ -236,8 +239,8 @@ def test_confirm_after_the_worker_refused_the_bytes_is_422_with_its_reason(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
-    assert response.json() == {"detail": REFUSED_PNG}
+    assert refusal(response) == (422, "invalid_image")
+    assert response.json() == {"detail": REFUSED_PNG, "code": "invalid_image"}
     assert not stores.has_object(image["id"])
 
 
@@ -254,7 +257,7 @@ def test_confirm_while_the_worker_refuses_the_bytes_is_422_with_its_reason(
     confirm looks for them: it answers the worker's verdict, not "nothing uploaded"."""
     image = create(alice, data=not_a_png())
     put_bytes(image["id"], not_a_png(), "image/png")
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     read_prefix = objects.read_prefix
 
     def worker_first(*args: Any) -> Any:
@@ -266,8 +269,8 @@ def test_confirm_while_the_worker_refuses_the_bytes_is_422_with_its_reason(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
-    assert response.json() == {"detail": REFUSED_PNG}
+    assert refusal(response) == (422, "invalid_image")
+    assert response.json() == {"detail": REFUSED_PNG, "code": "invalid_image"}
 
 
 def test_rejected_upload_put_again_with_valid_bytes_is_ready_without_a_reason(

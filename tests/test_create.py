@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.http.app import create_app
 from app.storage.clients import AwsClients
-from tests.conftest import SECRET, new_image
+from tests.conftest import SECRET, new_image, refusal
 from tests.imagefiles import FORMATS
 
 
@@ -41,11 +41,10 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
         "height",
         "placeholder",
         "variants",
-        "thumb_url",
-        "preview_url",
     }
     assert image["status"] == "pending"
-    assert (image["placeholder"], image["thumb_url"], image["preview_url"]) == (None, None, None)
+    assert image["placeholder"] is None
+    assert [v["url"] for v in image["variants"].values()] == [None, None]
     assert {name: v["status"] for name, v in image["variants"].items()} == {
         "thumb": "pending",
         "preview": "pending",
@@ -142,7 +141,7 @@ def test_create_rejects_other_types(
 ) -> None:
     response = _post(client, alice, content_type=content_type)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["body", "content_type"]
 
 
@@ -157,7 +156,7 @@ def test_create_size_over_the_published_maximum_is_422(
     response = _post(client, alice, size=maximum + 1)
 
     assert maximum == settings.largest_upload
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["body", "size"]
     assert str(maximum) in response.json()["detail"][0]["msg"]
 
@@ -194,7 +193,7 @@ def test_create_rejects_invalid_field(
 ) -> None:
     response = _post(client, alice, **{field: value})
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"][:2] == ["body", field]
 
 
@@ -207,7 +206,7 @@ def test_create_rejects_lone_surrogate_in_filename(
         "/images", content=raw, headers={**alice, "Content-Type": "application/json"}
     )
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["body", "filename"]
 
 
@@ -239,15 +238,15 @@ def test_create_rejects_malformed_json(client: TestClient, alice: dict[str, str]
         "/images", content=b"{not json", headers={**alice, "Content-Type": "application/json"}
     )
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert "detail" in response.json()
 
 
 def test_create_without_token_is_401(client: TestClient) -> None:
     response = client.post("/images", json=new_image())
 
-    assert response.status_code == 401
-    assert response.json() == {"detail": "Missing bearer token"}
+    assert refusal(response) == (401, "unauthorized")
+    assert response.json() == {"detail": "Missing bearer token", "code": "unauthorized"}
 
 
 def test_create_presigns_for_public_endpoint_when_configured(aws: None) -> None:
@@ -258,10 +257,10 @@ def test_create_presigns_for_public_endpoint_when_configured(aws: None) -> None:
     )
     app = create_app(settings)
 
-    url = app.state.clients.s3_presign.generate_presigned_url(
+    url = app.state.services.clients.s3_presign.generate_presigned_url(
         "get_object", Params={"Bucket": "images", "Key": "k"}
     )
-    service_side = app.state.clients.s3.meta.endpoint_url
+    service_side = app.state.services.clients.s3.meta.endpoint_url
 
     assert url.startswith("http://localhost:4566/images/k?")
     assert service_side == "http://localstack:4566"
@@ -274,8 +273,8 @@ def test_create_oversized_json_is_413(client: TestClient, alice: dict[str, str])
         "/images", content=huge, headers={**alice, "Content-Type": "application/json"}
     )
 
-    assert response.status_code == 413
-    assert response.json() == {"detail": "Request body too large"}
+    assert refusal(response) == (413, "body_too_large")
+    assert response.json() == {"detail": "Request body too large", "code": "body_too_large"}
 
 
 def test_create_oversized_chunked_json_is_413(client: TestClient, alice: dict[str, str]) -> None:
@@ -287,8 +286,8 @@ def test_create_oversized_chunked_json_is_413(client: TestClient, alice: dict[st
         "/images", content=chunks(), headers={**alice, "Content-Type": "application/json"}
     )
 
-    assert response.status_code == 413
-    assert response.json() == {"detail": "Request body too large"}
+    assert refusal(response) == (413, "body_too_large")
+    assert response.json() == {"detail": "Request body too large", "code": "body_too_large"}
 
 
 def test_create_chunked_json_within_limit_is_accepted(

@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Uploader
+from tests.conftest import Uploader, refusal
 from tests.stores import Stores
 
 
@@ -26,7 +26,7 @@ def test_delete_then_get_is_404(
 
     response = client.get(f"/images/{image['id']}", headers=alice)
 
-    assert response.status_code == 404
+    assert refusal(response) == (404, "not_found")
 
 
 def test_delete_twice_is_204(client: TestClient, alice: dict[str, str], upload: Uploader) -> None:
@@ -82,4 +82,4 @@ def test_delete_removes_image_from_list(
 def test_delete_without_token_is_401(client: TestClient) -> None:
     response = client.delete("/images/abc")
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")

@@ -15,8 +15,8 @@ import httpx2 as httpx
 import pytest
 import yaml
 
-from app.auth import issue_token
 from app.config import KEEP_ALIVE_SECONDS, Settings
+from app.http.auth import issue_token
 from app.local.server import free_port
 from tests.imagefiles import make_image
 from tests.servers import BASE_ENV, running, wait_for
@@ -65,7 +65,7 @@ def test_dockerfile_runs_as_non_root() -> None:
 def test_dockerfile_serves_the_factory_on_8080() -> None:
     command = _exec_form(_dockerfile("Dockerfile")["CMD"][0])
 
-    assert command[:3] == ["uvicorn", "app.main:create_app", "--factory"]
+    assert command[:3] == ["uvicorn", "app.http.app:create_app", "--factory"]
     assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - in a container
     assert command[command.index("--port") + 1] == "8080"
     assert command[command.index("--timeout-keep-alive") + 1] == str(KEEP_ALIVE_SECONDS)
@@ -81,7 +81,7 @@ def test_lambda_dockerfile_uses_lambda_base_and_handler() -> None:
     docker = _dockerfile("Dockerfile.lambda")
 
     assert docker["FROM"] == ["public.ecr.aws/lambda/python:3.11"]
-    assert _exec_form(docker["CMD"][0]) == ["app.lambda_handler.handler"]
+    assert _exec_form(docker["CMD"][0]) == ["app.http.lambda_handler.handler"]
     assert all("[" not in run for run in docker["RUN"] if "pip install" in run)
 
 
@@ -230,4 +230,4 @@ def test_compose_worker_command_makes_variants_on_the_host(aws_endpoint: str) ->
 
     assert image["status"] == "ready"  # confirmed by the worker: nobody called confirm
     assert (image["variants"]["thumb"]["width"], image["variants"]["thumb"]["height"]) == (320, 160)
-    assert httpx.get(image["thumb_url"]).status_code == 200
+    assert httpx.get(image["variants"]["thumb"]["url"]).status_code == 200

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.http.app import create_app
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
-from tests.conftest import SECRET, bearer
+from tests.conftest import SECRET, bearer, refusal
 from tests.imagefiles import make_image
 from tests.stores import Stores
 
@@ -78,8 +78,11 @@ def test_direct_upload_of_non_image_is_422_and_stores_nothing(
 
     response = _post(client, alice, fake)
 
-    assert response.status_code == 422
-    assert response.json() == {"detail": "The uploaded bytes are not a valid image/png image"}
+    assert refusal(response) == (422, "invalid_image")
+    assert response.json() == {
+        "detail": "The uploaded bytes are not a valid image/png image",
+        "code": "invalid_image",
+    }
     assert _records(clients, settings) == 0
     assert stores.keys() == []
 
@@ -87,28 +90,28 @@ def test_direct_upload_of_non_image_is_422_and_stores_nothing(
 def test_direct_upload_of_other_type_is_422(client: TestClient, alice: dict[str, str]) -> None:
     response = _post(client, alice, b"hello", "text/plain")
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["body", "content_type"]
 
 
 def test_direct_upload_with_bad_tag_is_422(client: TestClient, alice: dict[str, str]) -> None:
     response = _post(client, alice, make_image(), tags=["no spaces"])
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"][:2] == ["body", "tags"]
 
 
 def test_direct_upload_of_empty_file_is_422(client: TestClient, alice: dict[str, str]) -> None:
     response = _post(client, alice, b"")
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_image")
 
 
 @pytest.fixture
 def small_direct(aws: None) -> tuple[TestClient, Settings]:
     settings = Settings(jwt_secret=SECRET, max_direct_bytes=2000)
     app = create_app(settings)
-    ensure_resources(app.state.clients, settings)
+    ensure_resources(app.state.services.clients, settings)
     return TestClient(app), settings
 
 
@@ -118,8 +121,11 @@ def test_direct_upload_over_limit_is_413(small_direct: tuple[TestClient, Setting
 
     response = _post(client, bearer(settings, "alice"), data)
 
-    assert response.status_code == 413
-    assert response.json() == {"detail": "size 2001 exceeds the limit of 2000 bytes"}
+    assert refusal(response) == (413, "too_large")
+    assert response.json() == {
+        "detail": "size 2001 exceeds the limit of 2000 bytes",
+        "code": "too_large",
+    }
 
 
 def test_direct_upload_far_over_limit_is_refused_before_parsing(
@@ -129,14 +135,14 @@ def test_direct_upload_far_over_limit_is_refused_before_parsing(
 
     response = _post(client, bearer(settings, "alice"), b"\0" * 200_000)
 
-    assert response.status_code == 413
-    assert response.json() == {"detail": "Request body too large"}
+    assert refusal(response) == (413, "body_too_large")
+    assert response.json() == {"detail": "Request body too large", "code": "body_too_large"}
 
 
 def test_direct_upload_without_token_is_401(client: TestClient) -> None:
     response = _post(client, {}, make_image())
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
 
 
 def test_direct_upload_round_trips(
@@ -171,5 +177,5 @@ def test_direct_upload_of_unknown_bytes_without_a_type_is_422(
         "/images/direct", headers=alice, files={"file": ("notes", b"just some text" * 10)}
     )
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["body", "content_type"]

@@ -76,7 +76,7 @@ def converge(app: FastAPI, settings: Settings, clock: Clock, stores: Stores) -> 
     def run() -> None:
         clock.advance(settings.upload_deadline_seconds + settings.idempotency_ttl_seconds + 1)
         stores.fire_ttl(int(clock.now.timestamp()))
-        report = app.state.maintenance.sweep()
+        report = app.state.services.maintenance.sweep()
         assert (report.failed, report.complete) == (0, True)
 
     return run
@@ -94,7 +94,7 @@ class Faults:
     app: FastAPI
 
     def no_drift(self, user: str) -> bool:
-        return not self.app.state.maintenance.reconcile(user).drift
+        return not self.app.state.services.maintenance.reconcile(user).drift
 
     def every_listed_image_downloads(self, headers: dict[str, str]) -> bool:
         items = self.client.get("/images", headers=headers).json()["items"]

@@ -11,6 +11,7 @@ import pytest
 from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.objects import ImageObjects
+from tests.conftest import refusal
 from tests.imagefiles import make_image
 from tests.over_http import auth, upload
 
@@ -37,7 +38,7 @@ def test_lifecycle_over_http(api: httpx.Client) -> None:
     assert downloaded.headers["content-type"] == "image/jpeg"
     assert "filename*=UTF-8''holiday%20photo.png" in downloaded.headers["content-disposition"]
     assert (first_delete.status_code, second_delete.status_code) == (204, 204)
-    assert after.status_code == 404
+    assert refusal(after) == (404, "not_found")
     # S3 answers 403, not 404, for a missing key when the signer may not ListBucket.
     assert bytes_after.status_code in (403, 404)
 
@@ -82,7 +83,7 @@ def test_fake_image_over_http_is_refused(api: httpx.Client) -> None:
 
     confirmed = api.post(f"/images/{created.json()['image']['id']}/confirm", headers=auth("alice"))
 
-    assert confirmed.status_code == 422
+    assert refusal(confirmed) == (422, "invalid_image")
     assert confirmed.json()["detail"] == "The uploaded bytes are not a valid image/png image"
 
 

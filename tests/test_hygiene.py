@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
-from tests.conftest import SECRET, AppFactory, Clock, Uploader, bearer
+from tests.conftest import SECRET, AppFactory, Clock, Uploader, bearer, refusal
 from tests.imagefiles import make_image
 from tests.stores import Stores
 
@@ -20,7 +20,7 @@ PutBytes = Callable[[str, bytes, str], None]
 
 
 def _sweep(app: Any) -> int:
-    removed: int = app.state.maintenance.sweep().removed
+    removed: int = app.state.services.maintenance.sweep().removed
     return removed
 
 
@@ -95,7 +95,9 @@ def test_sweep_finishes_an_interrupted_delete(
     app: Any, alice: dict[str, str], upload: Uploader, clock: Clock, stores: Stores
 ) -> None:
     image = upload(alice)
-    app.state.storage.table.mark_deleting(image["id"], "alice", int(clock.now.timestamp()) + 3600)
+    app.state.services.storage.table.mark_deleting(
+        image["id"], "alice", int(clock.now.timestamp()) + 3600
+    )
     clock.advance(3601)
 
     removed = _sweep(app)
@@ -118,7 +120,7 @@ def test_confirm_of_an_upload_swept_for_want_of_bytes_is_404(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 404
+    assert refusal(response) == (404, "not_found")
 
 
 def test_sweep_command_prints_its_report(
@@ -155,7 +157,7 @@ def test_reconcile_command_prints_what_it_found(
 @pytest.fixture
 def small_quota(make_app: AppFactory) -> tuple[TestClient, Settings]:
     application = make_app(max_images_per_user=2, max_bytes_per_user=5000)
-    return TestClient(application), application.state.settings
+    return TestClient(application), application.state.services.settings
 
 
 def _declare(client: TestClient, headers: dict[str, str], size: int = 100) -> Any:
@@ -186,7 +188,7 @@ def test_create_over_image_quota_is_429(small_quota: tuple[TestClient, Settings]
 
     response = _declare(client, alice)
 
-    assert response.status_code == 429
+    assert refusal(response) == (429, "quota_images")
     assert response.json()["detail"].startswith("Image quota reached: 2 images per user")
     assert "retry-after" not in response.headers  # waiting does not help; deleting does
 
@@ -201,7 +203,7 @@ def test_pending_upload_counts_against_image_quota(
 
     response = _declare(client, alice)
 
-    assert response.status_code == 429
+    assert refusal(response) == (429, "quota_images")
 
 
 def test_confirm_is_never_refused_for_quota(small_quota: tuple[TestClient, Settings]) -> None:
@@ -242,7 +244,7 @@ def test_delete_gives_quota_back(small_quota: tuple[TestClient, Settings]) -> No
     _ready(client, alice, settings)
     refused = _declare(client, alice)
 
-    assert refused.status_code == 429
+    assert refusal(refused) == (429, "quota_images")
 
 
 def test_deleting_a_pending_upload_gives_quota_back(
@@ -266,7 +268,7 @@ def test_create_over_byte_quota_is_413(small_quota: tuple[TestClient, Settings])
 
     response = _declare(client, alice, size=4950)
 
-    assert response.status_code == 413
+    assert refusal(response) == (413, "quota_bytes")
     assert "Storage quota exceeded" in response.json()["detail"]
 
 
@@ -279,25 +281,25 @@ def test_pending_bytes_count_against_byte_quota(
 
     response = _declare(client, alice, size=1001)
 
-    assert response.status_code == 413
+    assert refusal(response) == (413, "quota_bytes")
 
 
 def test_unconfirmed_uploads_bound_is_429_with_retry_after(make_app: AppFactory) -> None:
     application = make_app(max_pending_uploads=3)
-    client, alice = TestClient(application), bearer(application.state.settings, "alice")
+    client, alice = TestClient(application), bearer(application.state.services.settings, "alice")
     statuses = [_declare(client, alice).status_code for _ in range(3)]
 
     refused = _declare(client, alice)
 
     assert statuses == [201] * 3
-    assert refused.status_code == 429
+    assert refusal(refused) == (429, "rate_limited")
     assert refused.headers["retry-after"] == "5"
     assert "Too many unconfirmed uploads: at most 3" in refused.json()["detail"]
 
 
 def test_confirming_frees_an_unconfirmed_upload_slot(make_app: AppFactory) -> None:
     application = make_app(max_pending_uploads=1)
-    client, settings = TestClient(application), application.state.settings
+    client, settings = TestClient(application), application.state.services.settings
     alice = bearer(settings, "alice")
     _ready(client, alice, settings)
 
@@ -308,12 +310,12 @@ def test_confirming_frees_an_unconfirmed_upload_slot(make_app: AppFactory) -> No
 
 def test_unconfirmed_bytes_bound_is_429_with_retry_after(make_app: AppFactory) -> None:
     application = make_app(max_pending_bytes=1000)
-    client, alice = TestClient(application), bearer(application.state.settings, "alice")
+    client, alice = TestClient(application), bearer(application.state.services.settings, "alice")
     _declare(client, alice, size=600)
 
     refused = _declare(client, alice, size=600)
 
-    assert refused.status_code == 429
+    assert refusal(refused) == (429, "rate_limited")
     assert refused.headers["retry-after"] == "5"
     assert "Too many bytes in unconfirmed uploads" in refused.json()["detail"]
 
@@ -350,13 +352,13 @@ def test_confirm_refuses_decompression_bomb_dimensions(
 
     response = client.post(f"/images/{image['id']}/confirm", headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_image")
     assert "pixels" in response.json()["detail"]
 
 
 def test_confirm_accepts_image_at_pixel_cap(make_app: AppFactory) -> None:
     application = make_app(max_pixels=6000)
-    settings = application.state.settings
+    settings = application.state.services.settings
     client, alice = TestClient(application), bearer(settings, "alice")
     data = _png_header(100, 60)
     created = client.post(
@@ -364,7 +366,7 @@ def test_confirm_accepts_image_at_pixel_cap(make_app: AppFactory) -> None:
         headers=alice,
         json={"filename": "a.png", "content_type": "image/png", "size": len(data)},
     ).json()
-    application.state.clients.s3.put_object(
+    application.state.services.clients.s3.put_object(
         Bucket=settings.bucket,
         Key=object_key(created["image"]["id"]),
         Body=data,

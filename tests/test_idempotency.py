@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from tests.conftest import Clock, Uploader, new_image
+from tests.conftest import Clock, Uploader, new_image, refusal
 from tests.imagefiles import make_image
 
 KEY = {"Idempotency-Key": "3f1c2d7e-upload-1"}
@@ -44,7 +44,7 @@ def test_create_with_same_key_and_another_body_is_422(
 
     response = _create(client, alice, title="Mountains")
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "idempotency_key_reused")
     assert "Idempotency-Key" in response.json()["detail"]
     assert len(_pending_ids(client, alice)) == 1
 
@@ -110,7 +110,7 @@ def test_create_key_replay_after_the_image_was_deleted_is_409(
 
     response = _create(client, alice)
 
-    assert response.status_code == 409
+    assert refusal(response) == (409, "image_deleted")
     assert "deleted" in response.json()["detail"]
 
 
@@ -120,7 +120,7 @@ def test_create_with_malformed_key_is_422_and_creates_nothing(
 ) -> None:
     response = client.post("/images", json=new_image(), headers={**alice, "Idempotency-Key": key})
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
     assert _pending_ids(client, alice) == []
 
@@ -164,7 +164,7 @@ def test_direct_upload_with_same_key_and_another_file_is_422(
         headers={**alice, **KEY},
     )
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "idempotency_key_reused")
 
 
 def test_create_and_direct_upload_do_not_share_a_key_by_accident(
@@ -179,4 +179,4 @@ def test_create_and_direct_upload_do_not_share_a_key_by_accident(
         headers={**alice, **KEY},
     )
 
-    assert response.status_code == 422  # the key names another request
+    assert refusal(response) == (422, "idempotency_key_reused")  # the key names another request

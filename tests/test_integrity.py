@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from app.__main__ import main
 from app.config import Settings
-from app.errors import Unavailable
-from app.maintenance import Maintenance
-from app.models import ImageRecord, Status, format_timestamp
+from app.domain.errors import Unavailable
+from app.domain.records import ImageRecord, Status, format_timestamp
+from app.images.maintenance import Maintenance
 from app.storage.clients import AwsClients
 from app.storage.items import object_key, usage_key
 from app.storage.resources import SWEEP_SHARDS
@@ -82,11 +82,11 @@ def test_confirmed_image_stays_in_sweep_index_until_finished(
     stores: Stores,
 ) -> None:
     image = upload(alice)
-    before_grace = app.state.maintenance.sweep()
+    before_grace = app.state.services.maintenance.sweep()
     still_due = stores.sweep_index()
     clock.advance(settings.finish_grace_seconds + 1)
 
-    after_grace = app.state.maintenance.sweep()
+    after_grace = app.state.services.maintenance.sweep()
 
     assert (before_grace.finished, still_due) == (0, [image["id"]])
     assert (after_grace.finished, after_grace.removed) == (1, 0)
@@ -115,7 +115,7 @@ def test_sweep_retags_a_ready_image_whose_tagging_failed(
         confirmed = client.post(f"/images/{image['id']}/confirm", headers=alice)
     tagged_meanwhile = stores.tags(image["id"])
     clock.advance(settings.finish_grace_seconds + 1)
-    app.state.maintenance.sweep()
+    app.state.services.maintenance.sweep()
 
     assert confirmed.status_code == 200
     assert confirmed.json()["status"] == "ready"
@@ -128,7 +128,7 @@ def test_sweep_retags_a_ready_image_whose_tagging_failed(
 
 def _abandon(app: FastAPI, image_id: str, now: int) -> None:
     """A pending upload already past its deadline, with that id (so in that shard)."""
-    app.state.storage.table.reserve(
+    app.state.services.storage.table.reserve(
         ImageRecord(
             id=image_id,
             user_id="alice",
@@ -136,7 +136,7 @@ def _abandon(app: FastAPI, image_id: str, now: int) -> None:
             content_type="image/png",
             size=10,
             status=Status.PENDING,
-            created_at=format_timestamp(app.state.service.clock()),
+            created_at=format_timestamp(app.state.services.clock()),
             due_at=now - 1,
         ),
         now,
@@ -148,8 +148,13 @@ def _ticking_maintenance(app: FastAPI, settings: Settings) -> Maintenance:
     """A sweeper whose monotonic clock moves one second per look: a budget of N seconds
     allows about N items, whatever the machine's speed."""
     ticks = itertools.count()
+    services = app.state.services
     return Maintenance(
-        app.state.service, app.state.storage, settings, monotonic=lambda: float(next(ticks))
+        services.storage,
+        settings,
+        services.confirmation,
+        services.clock,
+        monotonic=lambda: float(next(ticks)),
     )
 
 
@@ -157,8 +162,8 @@ def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
     make_app: AppFactory, stores: Stores
 ) -> None:
     app = make_app(sweep_batch=5, max_pending_uploads=1000)
-    settings: Settings = app.state.settings
-    now = app.state.service.now()
+    settings: Settings = app.state.services.settings
+    now = int(app.state.services.clock().timestamp())
     for n in range(60):
         _abandon(app, f"0{n:031x}", now)  # a backlog in shard 0
     for shard in SWEEP_SHARDS[1:]:
@@ -178,8 +183,8 @@ def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
 
 def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory, stores: Stores) -> None:
     app = make_app(sweep_batch=2, max_pending_uploads=1000)
-    settings: Settings = app.state.settings
-    now = app.state.service.now()
+    settings: Settings = app.state.services.settings
+    now = int(app.state.services.clock().timestamp())
     for shard in SWEEP_SHARDS:
         for n in range(3):
             _abandon(app, f"{shard}{n:031x}", now)
@@ -198,21 +203,21 @@ def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory, stores: 
 def test_sweep_tries_a_failing_item_once_per_run_and_finishes_the_rest(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch, stores: Stores
 ) -> None:
-    now = app.state.service.now()
+    now = int(app.state.services.clock().timestamp())
     stuck, fine = "a" + "0" * 31, "a" + "1" * 31
     _abandon(app, stuck, now)
     _abandon(app, fine, now)
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_delete = objects.delete
 
-    def delete(image_id: str) -> None:
-        if image_id == stuck:
+    def delete(record: ImageRecord) -> None:
+        if record.id == stuck:
             raise Unavailable("S3 is down for this one")
-        real_delete(image_id)
+        real_delete(record)
 
     monkeypatch.setattr(objects, "delete", delete)
 
-    report = app.state.maintenance.sweep()
+    report = app.state.services.maintenance.sweep()
 
     assert (report.removed, report.failed, report.complete) == (1, 1, True)
     assert stores.sweep_index() == [stuck]
@@ -229,7 +234,7 @@ def test_reconcile_finds_no_drift_after_normal_use(
     waiting = create(alice)
     client.delete(f"/images/{gone['id']}", headers=alice)
 
-    result = app.state.maintenance.reconcile("alice")
+    result = app.state.services.maintenance.reconcile("alice")
 
     assert (result.drift, result.fixed) == (False, False)
     size = kept["size"] + waiting["size"]
@@ -252,11 +257,11 @@ def test_reconcile_fixes_drifted_usage(
         ExpressionAttributeValues={":n": {"N": "7"}, ":b": {"N": "12345"}},
     )
 
-    result = app.state.maintenance.reconcile("alice")
+    result = app.state.services.maintenance.reconcile("alice")
 
     assert (result.drift, result.fixed) == (True, True)
     assert stores.usage("alice") == (1, image["size"])
-    assert app.state.maintenance.reconcile("alice").drift is False
+    assert app.state.services.maintenance.reconcile("alice").drift is False
 
 
 def test_reconcile_never_overwrites_a_change_made_while_it_counted(
@@ -277,7 +282,7 @@ def test_reconcile_never_overwrites_a_change_made_while_it_counted(
         UpdateExpression="ADD images :n",
         ExpressionAttributeValues={":n": {"N": "5"}},
     )
-    listing = app.state.storage.listing
+    listing = app.state.services.storage.listing
     real_owned_by = listing.owned_by
     raced: list[str] = []
 
@@ -289,7 +294,7 @@ def test_reconcile_never_overwrites_a_change_made_while_it_counted(
 
     monkeypatch.setattr(listing, "owned_by", owned_by)
 
-    result = app.state.maintenance.reconcile("alice")
+    result = app.state.services.maintenance.reconcile("alice")
 
     assert result.fixed is True
     assert result.counted.images == 2  # counted again, the racing create included
@@ -299,7 +304,7 @@ def test_reconcile_never_overwrites_a_change_made_while_it_counted(
 def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Clock) -> None:
     app = make_app(reconcile_settle_seconds=10)
     client = TestClient(app)
-    headers = bearer(app.state.settings, "alice")
+    headers = bearer(app.state.services.settings, "alice")
     client.post(
         "/images",
         headers=headers,
@@ -311,7 +316,10 @@ def test_reconcile_waits_until_usage_has_settled(make_app: AppFactory, clock: Cl
         slept.append(seconds)
         clock.advance(seconds)
 
-    maintenance = Maintenance(app.state.service, app.state.storage, app.state.settings, sleep=sleep)
+    services = app.state.services
+    maintenance = Maintenance(
+        services.storage, services.settings, services.confirmation, services.clock, sleep=sleep
+    )
 
     result = maintenance.reconcile("alice")
 
@@ -335,14 +343,14 @@ def test_sweep_confirms_bytes_put_in_time_whose_message_dead_lettered(
     image = pending(alice)  # nobody confirms, and the worker's message is lost
     clock.advance(settings.upload_deadline_seconds + 1)
 
-    report = app.state.maintenance.sweep()
+    report = app.state.services.maintenance.sweep()
     got = client.get(f"/images/{image['id']}", headers=alice).json()
 
     assert (report.confirmed, report.removed) == (1, 0)
     assert got["status"] == "ready"
     assert stores.tags(image["id"]) == [{"Key": "state", "Value": "ready"}]
     assert stores.usage("alice") == (1, image["size"])
-    assert app.state.maintenance.reconcile("alice").drift is False
+    assert app.state.services.maintenance.reconcile("alice").drift is False
 
 
 def test_sweep_rejects_bad_bytes_put_in_time_and_keeps_the_reason_for_a_while(
@@ -359,10 +367,10 @@ def test_sweep_rejects_bad_bytes_put_in_time_and_keeps_the_reason_for_a_while(
     put_bytes(image["id"], not_a_png(), "image/png")
     clock.advance(settings.upload_deadline_seconds + 1)
 
-    first = app.state.maintenance.sweep()
+    first = app.state.services.maintenance.sweep()
     got = client.get(f"/images/{image['id']}", headers=alice).json()
     clock.advance(settings.finish_grace_seconds + 1)
-    second = app.state.maintenance.sweep()
+    second = app.state.services.maintenance.sweep()
 
     assert (first.rejected, first.removed) == (1, 0)
     assert got["status"] == "rejected"
@@ -392,7 +400,7 @@ def test_redrive_sends_dead_letters_back_and_the_worker_makes_their_variants(
     sqs.send_message(QueueUrl=dead, MessageBody=message["Body"])  # five failed receives
     sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
     clock.advance(settings.finish_grace_seconds + 1)
-    app.state.maintenance.sweep()  # releases it: its variants stay pending
+    app.state.services.maintenance.sweep()  # releases it: its variants stay pending
     monkeypatch.setenv("IMAGES_JWT_SECRET", SECRET)
 
     main(["redrive"])
@@ -420,11 +428,11 @@ def test_sweep_gives_up_refused_bytes_that_could_not_be_deleted(
     upload's grace has passed, the sweep removes them with it, not confirm them again."""
     image = create(alice, data=not_a_png())
     put_bytes(image["id"], not_a_png(), "image/png")
-    monkeypatch.setattr(app.state.storage.objects, "delete_original", lambda *_: False)
+    monkeypatch.setattr(app.state.services.storage.objects, "delete_original", lambda *_: False)
     client.post(f"/images/{image['id']}/confirm", headers=alice)
     clock.advance(settings.upload_deadline_seconds + settings.finish_grace_seconds + 1)
 
-    report = app.state.maintenance.sweep()
+    report = app.state.services.maintenance.sweep()
 
     assert (report.removed, report.rejected) == (1, 0)
     assert stores.stored(image["id"]) == (False, False)

@@ -34,18 +34,18 @@ JWT_SETTINGS = Settings(jwt_secret=SECRET)
 
 @pytest.fixture
 def load_handler(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loader]:
-    """Import app.lambda_handler afresh (a cold start) with the given environment."""
+    """Import app.http.lambda_handler afresh (a cold start) with the given environment."""
 
     def load(**env: str) -> ModuleType:
         for name, value in {"IMAGES_JWT_SECRET": SECRET, **env}.items():
             monkeypatch.setenv(name, value)
-        sys.modules.pop("app.lambda_handler", None)
-        module = importlib.import_module("app.lambda_handler")
-        ensure_resources(module.app.state.clients, module.settings)
+        sys.modules.pop("app.http.lambda_handler", None)
+        module = importlib.import_module("app.http.lambda_handler")
+        ensure_resources(module.app.state.services.clients, module.settings)
         return module
 
     yield load
-    sys.modules.pop("app.lambda_handler", None)
+    sys.modules.pop("app.http.lambda_handler", None)
 
 
 def _invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def test_http_api_uses_authorizer_claims_as_owner(load_handler: Loader) -> None:
     assert created["statusCode"] == 201
     assert mine["statusCode"] == 200
     assert theirs["statusCode"] == 404
-    record = module.app.state.clients.dynamodb.get_item(
+    record = module.app.state.services.clients.dynamodb.get_item(
         TableName="images", Key={"image_id": {"S": image_id}}
     )["Item"]
     assert record["user_id"] == {"S": "carol"}
@@ -96,7 +96,10 @@ def test_http_api_without_claims_is_401(load_handler: Loader) -> None:
     response = _invoke(module, http_api_event("GET", "/images", claims=None))
 
     assert response["statusCode"] == 401
-    assert response_json(response) == {"detail": "No verified identity in the request"}
+    assert response_json(response) == {
+        "detail": "No verified identity in the request",
+        "code": "unauthorized",
+    }
 
 
 def test_http_api_ignores_identity_headers_without_claims(load_handler: Loader) -> None:
@@ -250,7 +253,9 @@ def test_direct_upload_through_base64_event(load_handler: Loader) -> None:
     image = response_json(response)
     assert (image["status"], image["width"], image["height"]) == ("ready", 20, 10)
     assert (image["title"], image["tags"], image["filename"]) == ("Direct", ["lambda"], "d.png")
-    stored = module.app.state.clients.s3.get_object(Bucket="images", Key=object_key(image["id"]))
+    stored = module.app.state.services.clients.s3.get_object(
+        Bucket="images", Key=object_key(image["id"])
+    )
     assert stored["Body"].read() == data
 
 
@@ -261,15 +266,15 @@ def test_scheduled_event_runs_the_sweep_within_the_invocation_time(
     headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
     _invoke(module, http_api_event("POST", "/images", body=_create_body(), headers=headers))
     later = datetime.now(UTC) + timedelta(days=2)  # past the upload deadline
-    monkeypatch.setattr(module.app.state.service, "clock", lambda: later)
+    monkeypatch.setattr(module.app.state.services.maintenance, "clock", lambda: later)
     budgets: list[float | None] = []
-    real_sweep = module.app.state.maintenance.sweep
+    real_sweep = module.app.state.services.maintenance.sweep
 
     def sweep(seconds: float | None = None) -> Any:
         budgets.append(seconds)
         return real_sweep(seconds)
 
-    monkeypatch.setattr(module.app.state.maintenance, "sweep", sweep)
+    monkeypatch.setattr(module.app.state.services.maintenance, "sweep", sweep)
 
     response = module.handler(
         {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, Context()
@@ -285,11 +290,12 @@ def test_api_handler_never_imports_the_imaging_library() -> None:
     look at what it imported."""
     code = (
         "import json, sys\n"
-        "from app.lambda_handler import handler\n"
+        "from app.http.lambda_handler import handler\n"
         "from tests.lambda_events import Context, http_api_event\n"
         "response = handler(http_api_event('GET', '/health'), Context())\n"
         "imaging = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('PIL', 'pillow_heif') or m in ('app.render', 'app.worker', 'app.placeholder'))\n"
+        "('PIL', 'pillow_heif') or m.startswith('app.pipeline.render') "
+        "or m in ('app.pipeline.worker', 'app.pipeline.placeholder'))\n"
         "print(json.dumps([response['statusCode'], imaging]))\n"
     )
     env = {**BASE_ENV, "IMAGES_JWT_SECRET": SECRET}
@@ -310,7 +316,7 @@ def test_worker_handler_confirms_and_makes_variants_from_an_sqs_event(
     load_handler: Loader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = load_handler()
-    clients = module.app.state.clients
+    clients = module.app.state.services.clients
     headers = {"content-type": "application/json", **bearer(JWT_SETTINGS, "alice")}
     data = make_image("image/png", width=400, height=300)
     created = response_json(
@@ -326,8 +332,8 @@ def test_worker_handler_confirms_and_makes_variants_from_an_sqs_event(
     )
     url = clients.sqs.get_queue_url(QueueName="images-uploads")["QueueUrl"]
     messages = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    worker = importlib.import_module("app.worker")
-    worker._lambda_worker.cache_clear()  # a cold start, with this test's environment
+    worker = importlib.import_module("app.pipeline.lambda_handler")
+    worker._services.cache_clear()  # a cold start, with this test's environment
 
     result = worker.handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q"), Context())
     fetched = _invoke(
@@ -337,7 +343,7 @@ def test_worker_handler_confirms_and_makes_variants_from_an_sqs_event(
     assert result == {"batchItemFailures": []}
     image = response_json(fetched)
     assert (image["status"], image["variants"]["thumb"]["width"]) == ("ready", 320)
-    assert image["thumb_url"]
+    assert image["variants"]["thumb"]["url"]
 
 
 def _largest_direct_event(file_size: int) -> dict[str, Any]:
@@ -383,7 +389,7 @@ def test_xray_is_imported_and_patched_only_when_enabled(xray: str, patched: bool
     """Off by default: the SDK costs a cold start about 200 ms (docs/benchmarks.md)."""
     code = (
         "import json, sys\n"
-        "from app.lambda_handler import handler\n"
+        "from app.http.lambda_handler import handler\n"
         "from tests.lambda_events import Context, http_api_event\n"
         "response = handler(http_api_event('GET', '/health'), Context())\n"
         "patched = 'aws_xray_sdk' in sys.modules and 'botocore' in "

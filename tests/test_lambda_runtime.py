@@ -45,7 +45,9 @@ def _loaded(pid: int) -> str:
 def test_api_function_serves_http_events_as_the_image_runs_it(
     lambda_task: Path, service_env: dict[str, str]
 ) -> None:
-    with running_handler(lambda_task, "app.lambda_handler.handler", _function_env(service_env)) as (
+    with running_handler(
+        lambda_task, "app.http.lambda_handler.handler", _function_env(service_env)
+    ) as (
         runtime,
         process,
     ):
@@ -75,7 +77,9 @@ def test_worker_function_processes_an_sqs_batch_as_the_image_runs_it(
     notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", data)
     message = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": notification, "MD5OfBody": ""}
 
-    with running_handler(lambda_task, "app.worker.handler", _function_env(service_env)) as (
+    with running_handler(
+        lambda_task, "app.pipeline.lambda_handler.handler", _function_env(service_env)
+    ) as (
         runtime,
         process,
     ):

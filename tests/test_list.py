@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Uploader
+from tests.conftest import Uploader, refusal
 
 
 def _ids(response: Any) -> list[str]:
@@ -193,14 +193,14 @@ def test_list_rejects_bad_query(
 ) -> None:
     response = client.get("/images", params=params, headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"][0] == "query"
 
 
 def test_list_bad_query_names_the_field(client: TestClient, alice: dict[str, str]) -> None:
     response = client.get("/images", params={"limit": 0}, headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["query", "limit"]
 
 
@@ -274,7 +274,7 @@ def test_list_cursor_of_the_wrong_shape_is_422(
     """The schema says what a cursor looks like: a request it refuses is refused as such."""
     response = client.get("/images", params={"cursor": garbage}, headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
@@ -286,8 +286,8 @@ def test_list_well_formed_cursor_we_never_issued_is_400(
 ) -> None:
     response = client.get("/images", params={"cursor": forged}, headers=alice)
 
-    assert response.status_code == 400
-    assert response.json() == {"detail": "Invalid cursor"}
+    assert refusal(response) == (400, "invalid_cursor")
+    assert response.json() == {"detail": "Invalid cursor", "code": "invalid_cursor"}
 
 
 def test_list_edited_cursor_is_400(client: TestClient, alice: dict[str, str], cursor: str) -> None:
@@ -296,7 +296,7 @@ def test_list_edited_cursor_is_400(client: TestClient, alice: dict[str, str], cu
 
     response = client.get("/images", params={"cursor": edited}, headers=alice)
 
-    assert response.status_code == 400
+    assert refusal(response) == (400, "invalid_cursor")
 
 
 def test_list_other_users_cursor_is_400(
@@ -304,8 +304,8 @@ def test_list_other_users_cursor_is_400(
 ) -> None:
     response = client.get("/images", params={"cursor": cursor}, headers=bob)
 
-    assert response.status_code == 400
-    assert response.json() == {"detail": "Invalid cursor"}
+    assert refusal(response) == (400, "invalid_cursor")
+    assert response.json() == {"detail": "Invalid cursor", "code": "invalid_cursor"}
 
 
 def test_list_cursor_under_other_filters_is_400(
@@ -313,11 +313,11 @@ def test_list_cursor_under_other_filters_is_400(
 ) -> None:
     response = client.get("/images", params={"cursor": cursor, "tag": "x"}, headers=alice)
 
-    assert response.status_code == 400
+    assert refusal(response) == (400, "invalid_cursor")
 
 
 def test_list_without_token_is_401(client: TestClient) -> None:
     response = client.get("/images")
 
-    assert response.status_code == 401
+    assert refusal(response) == (401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"

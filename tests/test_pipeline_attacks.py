@@ -16,13 +16,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import worker as worker_module
 from app.config import Settings
-from app.errors import Unavailable
-from app.models import Status
+from app.domain.errors import Unavailable
+from app.domain.records import ImageRecord, Status
+from app.domain.variants import VariantSpec
+from app.pipeline import worker as worker_module
+from app.pipeline.worker import Worker
 from app.storage.clients import AwsClients
-from app.worker import Worker
-from tests.conftest import Clock, Drain, Uploader, new_image
+from tests.conftest import Clock, Drain, Uploader, new_image, refusal
 from tests.imagefiles import make_image, not_a_png
 from tests.stores import Stores
 
@@ -75,7 +76,7 @@ def settle(
             + 1
         )
         stores.fire_ttl(int(clock.now.timestamp()))
-        app.state.maintenance.sweep()
+        app.state.services.maintenance.sweep()
         redeliver(worker, clients, settings)
 
 
@@ -84,9 +85,9 @@ def problems(app: FastAPI, stores: Stores, users: tuple[str, ...] = ("alice",)) 
     found = []
     records = {}
     for user in users:
-        for record in app.state.storage.listing.owned_by(user):
+        for record in app.state.services.storage.listing.owned_by(user):
             records[record.id] = record
-        if app.state.maintenance.reconcile(user).drift:
+        if app.state.services.maintenance.reconcile(user).drift:
             found.append(f"usage of {user} drifted")
     for image_id, record in records.items():
         if record.status == Status.DELETING:
@@ -249,16 +250,16 @@ def test_variants_written_as_a_delete_ran_are_removed_though_cleanup_failed(
     would stay for ever after a delete that answered 204."""
     image = pending(alice)
     upload = stores.announced(image["id"])
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_put_variant = objects.put_variant
     real_delete_objects = clients.s3.delete_objects
     armed: list[bool] = []
 
-    def deleted_then_put(image_id: str, name: str, data: bytes) -> None:
+    def deleted_then_put(image_id: str, name: str, spec: VariantSpec, data: bytes) -> None:
         if not armed:  # while the worker rendered, the owner deleted the image
             assert client.delete(f"/images/{image_id}", headers=alice).status_code == 204
             armed.append(True)
-        real_put_variant(image_id, name, data)
+        real_put_variant(image_id, name, spec, data)
 
     def cleanup_fails_once(**kwargs: Any) -> Any:
         if armed and armed[-1]:
@@ -296,16 +297,16 @@ def test_variants_written_as_a_delete_ran_are_removed_though_tagging_failed(
     finds no record: the two variants of the deleted image are removed with it."""
     image = pending(alice)
     upload = stores.announced(image["id"])
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_tag = objects.tag_ready
     deleted: list[bool] = []
     real_put_variant = objects.put_variant
 
-    def deleted_then_put(image_id: str, name: str, data: bytes) -> None:
+    def deleted_then_put(image_id: str, name: str, spec: VariantSpec, data: bytes) -> None:
         if not deleted:  # while the worker rendered, the owner deleted the image
             assert client.delete(f"/images/{image_id}", headers=alice).status_code == 204
             deleted.append(True)
-        real_put_variant(image_id, name, data)
+        real_put_variant(image_id, name, spec, data)
 
     def tag_fails_after_delete(image_id: str) -> bool:
         if deleted:
@@ -374,13 +375,13 @@ def test_put_landing_during_a_delete_is_removed(
     the bytes it was told of."""
     data = make_image()
     image = create(alice, data=data)
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_delete = objects.delete
     outcomes: list[Any] = []
 
-    def delete_then_put(image_id: str) -> None:
-        real_delete(image_id)
-        put_bytes(image_id, data, "image/png")  # the presigned PUT, still valid
+    def delete_then_put(record: ImageRecord) -> None:
+        real_delete(record)
+        put_bytes(record.id, data, "image/png")  # the presigned PUT, still valid
         outcomes.extend(drain())  # the worker sees the record `deleting`
 
     with monkeypatch.context() as patch:
@@ -414,7 +415,7 @@ def test_confirm_holding_refused_bytes_answers_the_image_ready_since(
     good = make_image("image/png")
     image = create(alice, data=good)
     put_bytes(image["id"], not_a_png(len(good)), "image/png")
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_read_prefix = objects.read_prefix
 
     def read_then_overtaken(*args: Any) -> Any:
@@ -474,7 +475,7 @@ def test_confirm_refusal_fault_then_retry_ends_rejected_then_removed(
 
     assert fired == [method]
     assert first.status_code in (422, 503)
-    assert second.status_code == 422
+    assert refusal(second) == (422, "invalid_image")
     assert got["status"] == "rejected"
     assert broken == []
     assert stores.stored(image["id"]) == (False, False)
@@ -514,7 +515,7 @@ def test_sweep_late_confirm_fault_converges_ready(
     fired = fail_call(service, method, nth, after)
 
     with contextlib.suppress(Unavailable):  # a failed index query ends this run only
-        app.state.maintenance.sweep()
+        app.state.services.maintenance.sweep()
     broken = settled()
     got = client.get(f"/images/{image['id']}", headers=alice).json()
 
@@ -551,7 +552,7 @@ def test_sweep_abandon_fault_converges_gone(
     clock.advance(settings.upload_deadline_seconds + 1)
     fired = fail_call(service, method, nth, after)
 
-    app.state.maintenance.sweep()
+    app.state.services.maintenance.sweep()
     broken = settled()
 
     assert fired == [method]
@@ -726,7 +727,10 @@ def test_out_of_order_messages_after_a_re_put_end_ready_once(
     image = create(alice, data=good)
     put_bytes(image["id"], not_a_png(len(good)), "image/png")
     first = stores.announced(image["id"])
-    assert client.post(f"/images/{image['id']}/confirm", headers=alice).status_code == 422
+    assert refusal(client.post(f"/images/{image['id']}/confirm", headers=alice)) == (
+        422,
+        "invalid_image",
+    )
     put_bytes(image["id"], good, "image/png")
     second = stores.announced(image["id"])
 
@@ -756,7 +760,7 @@ def test_sweep_racing_a_client_confirm_past_the_deadline_counts_once(
     url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
     clients.sqs.purge_queue(QueueUrl=url)
     clock.advance(settings.upload_deadline_seconds + 1)
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_read_prefix = objects.read_prefix
     answers: list[int] = []
 
@@ -769,7 +773,7 @@ def test_sweep_racing_a_client_confirm_past_the_deadline_counts_once(
 
     with monkeypatch.context() as patch:
         patch.setattr(objects, "read_prefix", read_then_client_confirms)
-        report = app.state.maintenance.sweep()
+        report = app.state.services.maintenance.sweep()
     broken = settled()
 
     assert answers == [0, 200]
@@ -791,7 +795,7 @@ def test_delete_between_the_sweeps_retag_and_release_is_final(
 ) -> None:
     image = upload(alice)
     clock.advance(settings.finish_grace_seconds + 1)
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_tag = objects.tag_ready
 
     def tag_then_deleted(image_id: str) -> bool:
@@ -801,12 +805,12 @@ def test_delete_between_the_sweeps_retag_and_release_is_final(
 
     with monkeypatch.context() as patch:
         patch.setattr(objects, "tag_ready", tag_then_deleted)
-        app.state.maintenance.sweep()
+        app.state.services.maintenance.sweep()
     broken = settled()
 
     assert broken == []
     assert stores.stored(image["id"]) == (False, False)
-    assert client.get(f"/images/{image['id']}", headers=alice).status_code == 404
+    assert refusal(client.get(f"/images/{image['id']}", headers=alice)) == (404, "not_found")
 
 
 @pytest.mark.parametrize(
@@ -854,7 +858,7 @@ def test_hostile_bytes_are_refused_with_4xx_and_removed(
 
     if judge == "confirm":
         answer = client.post(f"/images/{image['id']}/confirm", headers=alice)
-        assert answer.status_code == 422, answer.text
+        assert refusal(answer) == (422, "invalid_image"), answer.text
     else:
         assert drain() == [{"batchItemFailures": []}]
     got = client.get(f"/images/{image['id']}", headers=alice).json()
@@ -906,4 +910,4 @@ def test_a_late_failed_render_never_undoes_variants_already_made(
 
     assert calls == ["first", "second"]
     assert got["variants"]["thumb"]["status"] == "ready"
-    assert got["thumb_url"]
+    assert got["variants"]["thumb"]["url"]

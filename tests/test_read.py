@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from app.filenames import content_disposition, download_name
-from tests.conftest import Uploader
+from app.domain.filenames import content_disposition, download_name
+from tests.conftest import Uploader, refusal
 
 
 def test_get_returns_image(client: TestClient, alice: dict[str, str], upload: Uploader) -> None:
@@ -37,21 +37,21 @@ def test_get_other_users_image_is_404(
 
     response = client.get(f"/images/{image['id']}", headers=bob)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}
 
 
 def test_get_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
     response = client.get("/images/0123456789abcdef0123456789abcdef", headers=alice)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}
 
 
 def test_get_malformed_id_is_422(client: TestClient, alice: dict[str, str]) -> None:
     response = client.get(f"/images/{'x' * 65}", headers=alice)
 
-    assert response.status_code == 422
+    assert refusal(response) == (422, "invalid_request")
     assert response.json()["detail"][0]["loc"] == ["path", "image_id"]
 
 
@@ -163,8 +163,8 @@ def test_download_pending_image_is_409(
 
     response = client.get(f"/images/{image['id']}/download", headers=alice)
 
-    assert response.status_code == 409
-    assert response.json() == {"detail": "The image is not confirmed yet"}
+    assert refusal(response) == (409, "not_ready")
+    assert response.json() == {"detail": "The image is not confirmed yet", "code": "not_ready"}
 
 
 def test_download_other_users_image_is_404(
@@ -174,8 +174,8 @@ def test_download_other_users_image_is_404(
 
     response = client.get(f"/images/{image['id']}/download", headers=bob)
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Image not found"}
+    assert refusal(response) == (404, "not_found")
+    assert response.json() == {"detail": "Image not found", "code": "not_found"}
 
 
 def test_download_other_users_pending_image_is_404_not_409(
@@ -185,10 +185,10 @@ def test_download_other_users_pending_image_is_404_not_409(
 
     response = client.get(f"/images/{image['id']}/download", headers=bob)
 
-    assert response.status_code == 404
+    assert refusal(response) == (404, "not_found")
 
 
 def test_download_unknown_id_is_404(client: TestClient, alice: dict[str, str]) -> None:
     response = client.get("/images/nope/download", headers=alice)
 
-    assert response.status_code == 404
+    assert refusal(response) == (404, "not_found")

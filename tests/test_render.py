@@ -9,9 +9,17 @@ import blurhash
 import pytest
 from PIL import Image, ImageCms
 
-from app import placeholder
-from app.imaging import jpeg_scans
-from app.render import MAX_JPEG_SCANS, Rendered, Rendition, Undecodable, render, render_bounded
+from app.domain.containers import jpeg_scans
+from app.domain.variants import DEFAULT_VARIANTS
+from app.pipeline import placeholder
+from app.pipeline.render import (
+    MAX_JPEG_SCANS,
+    Rendered,
+    Rendition,
+    Undecodable,
+    render,
+    render_bounded,
+)
 from tests.imagefiles import (
     FORMATS,
     jpeg_with_a_thumbnail_inside,
@@ -21,6 +29,7 @@ from tests.imagefiles import (
 )
 
 LIMIT = 40_000_000
+VARIANTS = DEFAULT_VARIANTS
 
 
 def _variant(rendered: Rendered, name: str) -> Rendition:
@@ -44,7 +53,9 @@ def _riff_chunks(data: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("content_type", list(FORMATS))
 def test_every_accepted_type_renders_to_webp(content_type: str) -> None:
-    rendered = render(make_image(content_type, width=900, height=600), content_type, LIMIT)
+    rendered = render(
+        make_image(content_type, width=900, height=600), content_type, LIMIT, VARIANTS
+    )
 
     assert [(v.name, v.width, v.height) for v in rendered.variants] == [
         ("preview", 900, 600),
@@ -54,7 +65,9 @@ def test_every_accepted_type_renders_to_webp(content_type: str) -> None:
 
 
 def test_large_image_fits_the_boxes() -> None:
-    rendered = render(make_image("image/jpeg", width=4000, height=3000), "image/jpeg", LIMIT)
+    rendered = render(
+        make_image("image/jpeg", width=4000, height=3000), "image/jpeg", LIMIT, VARIANTS
+    )
 
     assert (_variant(rendered, "preview").width, _variant(rendered, "preview").height) == (
         1600,
@@ -64,7 +77,7 @@ def test_large_image_fits_the_boxes() -> None:
 
 
 def test_small_image_is_never_upscaled() -> None:
-    rendered = render(make_image("image/png", width=40, height=10), "image/png", LIMIT)
+    rendered = render(make_image("image/png", width=40, height=10), "image/png", LIMIT, VARIANTS)
 
     assert [(v.width, v.height) for v in rendered.variants] == [(40, 10), (40, 10)]
 
@@ -74,7 +87,7 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # stored sideways: shown turned 90 degrees clockwise
     data = make_image("image/jpeg", width=600, height=400, exif=exif)
 
-    rendered = render(data, "image/jpeg", LIMIT)
+    rendered = render(data, "image/jpeg", LIMIT, VARIANTS)
 
     assert (_variant(rendered, "preview").width, _variant(rendered, "preview").height) == (400, 600)
 
@@ -86,7 +99,7 @@ def test_metadata_is_stripped() -> None:
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
     data = make_image("image/jpeg", width=300, height=200, exif=exif, xmp=xmp, comment=b"secret")
 
-    rendered = render(data, "image/jpeg", LIMIT)
+    rendered = render(data, "image/jpeg", LIMIT, VARIANTS)
 
     for variant in rendered.variants:
         assert _riff_chunks(variant.data)[0] in (b"VP8 ", b"VP8L", b"VP8X")
@@ -99,7 +112,7 @@ def test_colour_profile_is_kept() -> None:
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     data = make_image("image/jpeg", width=300, height=200, icc_profile=profile)
 
-    rendered = render(data, "image/jpeg", LIMIT)
+    rendered = render(data, "image/jpeg", LIMIT, VARIANTS)
 
     assert _opened(_variant(rendered, "thumb")).info.get("icc_profile") == profile
 
@@ -110,7 +123,7 @@ def test_transparency_is_kept() -> None:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
 
-    thumb = _opened(_variant(render(buffer.getvalue(), "image/png", LIMIT), "thumb"))
+    thumb = _opened(_variant(render(buffer.getvalue(), "image/png", LIMIT, VARIANTS), "thumb"))
 
     assert thumb.mode == "RGBA"
     assert thumb.getpixel((thumb.width - 5, thumb.height // 2))[3] == 0
@@ -122,7 +135,7 @@ def test_first_frame_of_an_animation() -> None:
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
-    thumb = _opened(_variant(render(buffer.getvalue(), "image/gif", LIMIT), "thumb"))
+    thumb = _opened(_variant(render(buffer.getvalue(), "image/gif", LIMIT, VARIANTS), "thumb"))
 
     assert getattr(thumb, "n_frames", 1) == 1
     red, green, blue = thumb.convert("RGB").getpixel((30, 20))
@@ -140,29 +153,29 @@ def test_unusual_modes_render(mode: str) -> None:
     buffer = io.BytesIO()
     image.save(buffer, FORMATS[content_type])
 
-    rendered = render(buffer.getvalue(), content_type, LIMIT)
+    rendered = render(buffer.getvalue(), content_type, LIMIT, VARIANTS)
 
     assert _opened(_variant(rendered, "thumb")).mode in ("RGB", "RGBA")
 
 
 def test_bytes_that_do_not_decode_are_undecodable() -> None:
     with pytest.raises(Undecodable, match="does not decode"):
-        render(undecodable_png(), "image/png", LIMIT)
+        render(undecodable_png(), "image/png", LIMIT, VARIANTS)
 
 
 def test_another_format_than_declared_is_undecodable() -> None:
     with pytest.raises(Undecodable):
-        render(make_image("image/png"), "image/jpeg", LIMIT)
+        render(make_image("image/png"), "image/jpeg", LIMIT, VARIANTS)
 
 
 def test_more_pixels_than_allowed_is_undecodable() -> None:
     with pytest.raises(Undecodable, match="pixel limit"):
-        render(make_image("image/png", width=100, height=100), "image/png", 9_999)
+        render(make_image("image/png", width=100, height=100), "image/png", 9_999, VARIANTS)
 
 
 def test_placeholder_is_a_blurhash_of_the_image() -> None:
     rendered = render(
-        make_image("image/png", width=64, height=48, color="teal"), "image/png", LIMIT
+        make_image("image/png", width=64, height=48, color="teal"), "image/png", LIMIT, VARIANTS
     )
 
     pixels = blurhash.decode(rendered.placeholder, 8, 6)
@@ -189,6 +202,7 @@ def test_placeholder_encoder_matches_the_reference_implementation() -> None:
 # --- Bounded: scans counted before decoding, each render within a CPU budget -------------
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 def test_a_jpeg_repeating_a_cheap_scan_is_refused_before_it_decodes(
@@ -203,7 +217,7 @@ def test_a_jpeg_repeating_a_cheap_scan_is_refused_before_it_decodes(
     monkeypatch.setattr(Image, "open", decode)
 
     with pytest.raises(Undecodable, match=f"more than {MAX_JPEG_SCANS} scans"):
-        render(hostile, "image/jpeg", LIMIT)
+        render(hostile, "image/jpeg", LIMIT, VARIANTS)
 
 
 def test_scans_of_a_thumbnail_inside_the_jpeg_are_not_its_own() -> None:
@@ -213,7 +227,7 @@ def test_scans_of_a_thumbnail_inside_the_jpeg_are_not_its_own() -> None:
 def test_a_progressive_jpeg_renders_within_the_scan_limit() -> None:
     data = make_image("image/jpeg", width=900, height=600, progressive=True)
 
-    rendered = render(data, "image/jpeg", LIMIT)
+    rendered = render(data, "image/jpeg", LIMIT, VARIANTS)
 
     assert 1 < jpeg_scans(data, MAX_JPEG_SCANS) <= MAX_JPEG_SCANS
     assert _variant(rendered, "thumb").width == 320
@@ -223,12 +237,14 @@ def test_a_render_over_its_cpu_budget_is_undecodable_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whatever else makes a decode slow: the budget stops it, in the child process."""
-    monkeypatch.setattr("app.render.MAX_JPEG_SCANS", 10**6)  # let the slow file through
+    monkeypatch.setattr("app.pipeline.render.MAX_JPEG_SCANS", 10**6)  # let the slow file through
     slow = many_scans_jpeg(40_000)  # several seconds of decoding
     started = time.monotonic()
 
     with pytest.raises(Undecodable, match="more than 1 s of CPU time"):
-        render_bounded(slow, "image/jpeg", LIMIT, 1, 1024 * MiB)
+        render_bounded(
+            slow, "image/jpeg", VARIANTS, max_pixels=LIMIT, cpu_seconds=1, memory_bytes=GiB
+        )
 
     assert time.monotonic() - started < 4
 
@@ -239,12 +255,16 @@ def test_a_render_over_its_memory_budget_is_undecodable_with_the_reason() -> Non
     big = make_image("image/png", width=8000, height=5000)
 
     with pytest.raises(Undecodable, match="more memory"):
-        render_bounded(big, "image/png", LIMIT, 10, 64 * MiB)
+        render_bounded(
+            big, "image/png", VARIANTS, max_pixels=LIMIT, cpu_seconds=10, memory_bytes=64 * MiB
+        )
 
 
 def test_a_bounded_render_is_the_render() -> None:
     data = make_image("image/jpeg", width=900, height=600)
 
-    assert render_bounded(data, "image/jpeg", LIMIT, 10, 1024 * MiB) == render(
-        data, "image/jpeg", LIMIT
+    bounded = render_bounded(
+        data, "image/jpeg", VARIANTS, max_pixels=LIMIT, cpu_seconds=10, memory_bytes=GiB
     )
+
+    assert bounded == render(data, "image/jpeg", LIMIT, VARIANTS)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.models import format_timestamp
+from app.domain.records import format_timestamp
 from app.storage.clients import AwsClients
 from tests.conftest import Uploader
 

@@ -12,10 +12,10 @@ import httpx2 as httpx
 import pytest
 
 from app.config import Settings
-from app.filenames import content_disposition
+from app.domain.filenames import content_disposition
 from app.storage.clients import AwsClients
 from app.storage.objects import ImageObjects
-from tests.conftest import LOCALSTACK_CREDENTIALS
+from tests.conftest import LOCALSTACK_CREDENTIALS, refusal
 from tests.imagefiles import make_image
 from tests.over_http import auth, create, put, upload
 from tests.servers import running, wait_for
@@ -200,8 +200,8 @@ def test_upload_is_confirmed_and_gets_variants_from_real_notifications(
     put(created["upload"], data)
 
     image = _processed(strict_api, created["image"]["id"])
-    thumb = httpx.get(image["thumb_url"])
-    preview = httpx.get(image["preview_url"])
+    thumb = httpx.get(image["variants"]["thumb"]["url"])
+    preview = httpx.get(image["variants"]["preview"]["url"])
 
     assert image["status"] == "ready"
     assert (thumb.status_code, thumb.headers["content-type"]) == (200, "image/webp")
@@ -216,13 +216,13 @@ def test_variant_urls_signed_the_fast_way_are_checked_like_any_other(
     created = create(strict_api, "alice", data, "image/png")
     put(created["upload"], data)
     image = _processed(strict_api, created["image"]["id"])
-    url = image["thumb_url"]
+    url = image["variants"]["thumb"]["url"]
     tampered = url[:-4] + ("0000" if not url.endswith("0000") else "1111")
 
     listed = strict_api.get("/images", headers=auth("alice")).json()["items"]
     from_list = next(item for item in listed if item["id"] == image["id"])
 
-    assert httpx.get(from_list["thumb_url"]).status_code == 200
+    assert httpx.get(from_list["variants"]["thumb"]["url"]).status_code == 200
     assert httpx.get(tampered).status_code == 403
 
 
@@ -240,7 +240,7 @@ def test_refused_upload_keeps_its_bytes_where_s3_cannot_delete_conditionally(
     confirmed = strict_api.post(f"/images/{image_id}/confirm", headers=auth("alice"))
     got = strict_api.get(f"/images/{image_id}", headers=auth("alice")).json()
 
-    assert confirmed.status_code == 422
+    assert refusal(confirmed) == (422, "invalid_image")
     assert confirmed.json()["detail"] == "The uploaded bytes are not a valid image/png image"
     assert (got["status"], got["reason"]) == ("rejected", confirmed.json()["detail"])
     assert _tags(strict_env, image_id) == [{"Key": "state", "Value": "pending"}]

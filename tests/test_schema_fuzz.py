@@ -11,9 +11,9 @@ from hypothesis.stateful import run_state_machine_as_test
 from moto.moto_api._internal.models import moto_api_backend
 from schemathesis.config import SchemathesisConfig
 
-from app.auth import issue_token
 from app.config import Settings
-from app.main import create_app
+from app.http.app import create_app
+from app.http.auth import issue_token
 from app.storage.resources import ensure_resources
 from tests.conftest import SECRET
 
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.serial
 
 @pytest.fixture
 def fresh_aws(aws: None) -> None:
-    ensure_resources(APP.state.clients, SETTINGS)
+    ensure_resources(APP.state.services.clients, SETTINGS)
 
 
 @schema.parametrize()
@@ -77,7 +77,7 @@ class _Stateful(schema.as_state_machine()):  # type: ignore[misc]
         # explores and shrinks, and a replay that met other data (a list with items where
         # the first saw none) would draw differently, which it rejects as flaky.
         moto_api_backend.reset()
-        ensure_resources(APP.state.clients, SETTINGS)
+        ensure_resources(APP.state.services.clients, SETTINGS)
 
     def after_call(self, response: Any, case: Any) -> None:
         super().after_call(response, case)  # schemathesis records responses for its links

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from app.api import IDEMPOTENCY_HEADER, REPLAYED
 from app.config import Settings
-from app.main import create_app
+from app.http.app import create_app
+from app.http.routes import IDEMPOTENCY_HEADER, REPLAYED
 from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
@@ -314,7 +314,7 @@ def test_worker_is_the_same_image_running_the_worker_handler(template: dict[str,
 
     image = ("Dockerfile", "DockerContext", "DockerTag")
     assert [worker["Metadata"][key] for key in image] == [api["Metadata"][key] for key in image]
-    assert worker["Properties"]["ImageConfig"]["Command"] == ["app.worker.handler"]
+    assert worker["Properties"]["ImageConfig"]["Command"] == ["app.pipeline.lambda_handler.handler"]
     module, _, name = worker["Properties"]["ImageConfig"]["Command"][0].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
 

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.config import Settings
+from app.domain.variants import VariantSpec
+from app.pipeline.notifications import Uploaded, uploads_in
+from app.pipeline.worker import Worker
 from app.storage.clients import AwsClients
 from app.storage.items import variant_key
-from app.worker import Uploaded, Worker, uploads_in
-from tests.conftest import Clock, Drain, Uploader, deliver
+from tests.conftest import Clock, Drain, Uploader, deliver, refusal
 from tests.imagefiles import make_image, many_scans_jpeg, noisy_image, not_a_png, undecodable_png
 from tests.stores import Stores
 
@@ -52,14 +54,18 @@ def test_variants_fit_their_boxes_and_are_webp(
 
     drain()
     variants = client.get(f"/images/{image['id']}", headers=alice).json()["variants"]
-    thumb = _object(clients, settings, variant_key(image["id"], "thumb"))
+    thumb = _object(
+        clients, settings, variant_key(image["id"], "thumb", settings.variants["thumb"])
+    )
 
-    assert variants["preview"] | {"bytes": 0} == {
+    assert variants["preview"] | {"bytes": 0, "url": ""} == {
         "status": "ready",
+        "content_type": "image/webp",
         "width": 1600,
         "height": 400,
         "bytes": 0,
         "reason": None,
+        "url": "",
     }
     assert (variants["thumb"]["width"], variants["thumb"]["height"]) == (320, 80)
     assert variants["thumb"]["bytes"] == len(thumb)
@@ -67,7 +73,11 @@ def test_variants_fit_their_boxes_and_are_webp(
 
 
 def test_ready_image_carries_placeholder_and_variant_urls(
-    client: TestClient, alice: dict[str, str], pending: Uploader, drain: Drain
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    drain: Drain,
+    settings: Settings,
 ) -> None:
     image = pending(alice)
     drain()
@@ -77,9 +87,9 @@ def test_ready_image_carries_placeholder_and_variant_urls(
 
     assert got["placeholder"]
     assert 20 <= len(got["placeholder"]) <= 30
-    assert f"/variants/{image['id']}/thumb.webp?" in got["thumb_url"]
-    assert f"/variants/{image['id']}/preview.webp?" in got["preview_url"]
-    assert (listed["thumb_url"], listed["preview_url"]) == (got["thumb_url"], got["preview_url"])
+    for name, spec in settings.variants.items():
+        assert f"/{variant_key(image['id'], name, spec)}?" in got["variants"][name]["url"]
+        assert listed["variants"][name]["url"] == got["variants"][name]["url"]
 
 
 def test_listed_image_is_the_image_get_returns(
@@ -103,8 +113,8 @@ def test_variant_urls_are_the_same_within_a_window(
     pending(alice)
     drain()
 
-    first = client.get("/images", headers=alice).json()["items"][0]["thumb_url"]
-    second = client.get("/images", headers=alice).json()["items"][0]["thumb_url"]
+    first = client.get("/images", headers=alice).json()["items"][0]["variants"]["thumb"]["url"]
+    second = client.get("/images", headers=alice).json()["items"][0]["variants"]["thumb"]["url"]
 
     assert first == second
 
@@ -115,11 +125,15 @@ def test_image_not_yet_processed_shows_pending_variants_without_urls(
     image = upload(alice)
 
     assert image["variants"]["thumb"]["status"] == "pending"
-    assert (image["thumb_url"], image["preview_url"], image["placeholder"]) == (None, None, None)
+    assert (
+        image["variants"]["thumb"]["url"],
+        image["variants"]["preview"]["url"],
+        image["placeholder"],
+    ) == (None, None, None)
 
 
 def test_download_of_a_ready_variant_and_of_a_pending_one(
-    client: TestClient, alice: dict[str, str], upload: Uploader, drain: Drain
+    client: TestClient, alice: dict[str, str], upload: Uploader, drain: Drain, settings: Settings
 ) -> None:
     image = upload(alice)
     before = client.get(f"/images/{image['id']}/download?variant=thumb", headers=alice)
@@ -127,10 +141,11 @@ def test_download_of_a_ready_variant_and_of_a_pending_one(
 
     after = client.get(f"/images/{image['id']}/download?variant=thumb", headers=alice)
 
-    assert before.status_code == 409
+    assert refusal(before) == (409, "variant_not_ready")
     assert "pending" in before.json()["detail"]
     assert after.status_code == 200
-    assert f"/variants/{image['id']}/thumb.webp?" in after.json()["url"]
+    thumb = variant_key(image["id"], "thumb", settings.variants["thumb"])
+    assert f"/{thumb}?" in after.json()["url"]
 
 
 def test_confirm_and_worker_agree_and_count_once(
@@ -150,7 +165,7 @@ def test_confirm_and_worker_agree_and_count_once(
     assert confirmed.status_code == again.status_code == 200
     assert again.json()["variants"]["thumb"]["status"] == "ready"
     assert stores.usage("alice") == (1, image["size"])
-    assert app.state.maintenance.reconcile("alice").drift is False
+    assert app.state.services.maintenance.reconcile("alice").drift is False
 
 
 def test_confirm_racing_the_worker_ends_ready_once(
@@ -180,7 +195,7 @@ def test_confirm_racing_the_worker_ends_ready_once(
             thread.join()
         assert 200 in results
     assert stores.usage("alice")[0] == 5
-    assert app.state.maintenance.reconcile("alice").drift is False
+    assert app.state.services.maintenance.reconcile("alice").drift is False
 
 
 def test_redelivered_message_changes_nothing(
@@ -237,7 +252,7 @@ def test_image_whose_header_passes_but_does_not_decode_ends_failed_with_a_reason
     assert got["status"] == "ready"  # the original is what was uploaded
     assert got["variants"]["thumb"]["status"] == "failed"
     assert "does not decode" in got["variants"]["thumb"]["reason"]
-    assert got["thumb_url"] is None
+    assert got["variants"]["thumb"]["url"] is None
 
 
 def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
@@ -250,11 +265,11 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
     stores: Stores,
 ) -> None:
     image = pending(alice)
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_put = objects.put_variant
 
-    def put_then_delete(image_id: str, name: str, data: bytes) -> None:
-        real_put(image_id, name, data)
+    def put_then_delete(image_id: str, name: str, spec: VariantSpec, data: bytes) -> None:
+        real_put(image_id, name, spec, data)
         if name == "thumb":  # the last one: the owner deletes the image right now
             client.delete(f"/images/{image_id}", headers=alice)
 
@@ -457,7 +472,7 @@ def test_variants_whose_message_came_after_the_sweep_released_the_image_are_made
     already retagged the image and taken it out of its index. Not made is work to do."""
     image = upload(alice)
     clock.advance(settings.finish_grace_seconds + 1)
-    app.state.maintenance.sweep()
+    app.state.services.maintenance.sweep()
     released = client.get(f"/images/{image['id']}", headers=alice).json()
 
     drain()
@@ -465,16 +480,18 @@ def test_variants_whose_message_came_after_the_sweep_released_the_image_are_made
 
     assert released["variants"]["thumb"] == {
         "status": "pending",
+        "content_type": "image/webp",
         "width": None,
         "height": None,
         "bytes": None,
         "reason": None,
+        "url": None,
     }
     assert (made["variants"]["thumb"]["status"], made["variants"]["preview"]["status"]) == (
         "ready",
         "ready",
     )
-    assert made["thumb_url"]
+    assert made["variants"]["thumb"]["url"]
 
 
 def test_the_sweep_never_overwrites_variants_the_worker_made(
@@ -490,7 +507,7 @@ def test_the_sweep_never_overwrites_variants_the_worker_made(
     drain()
     clock.advance(settings.finish_grace_seconds + 1)
 
-    app.state.maintenance.sweep()
+    app.state.services.maintenance.sweep()
 
     assert (
         client.get(f"/images/{image['id']}", headers=alice).json()["variants"]["thumb"]["status"]
@@ -516,12 +533,15 @@ def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_
     image = create(alice, data=good)
     put_bytes(image["id"], not_a_png(len(good)), "image/png")
     stale = stores.announced(image["id"])
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_read = objects.read
 
     def read_then_replaced(*args: Any) -> Any:
         old = real_read(*args)
-        assert client.post(f"/images/{image['id']}/confirm", headers=alice).status_code == 422
+        assert refusal(client.post(f"/images/{image['id']}/confirm", headers=alice)) == (
+            422,
+            "invalid_image",
+        )
         put_bytes(image["id"], good, "image/png")
         assert client.post(f"/images/{image['id']}/confirm", headers=alice).status_code == 200
         return old
@@ -555,7 +575,7 @@ def test_a_verdict_on_old_bytes_never_removes_bytes_uploaded_since(
     image = create(alice, data=good)
     put_bytes(image["id"], not_a_png(len(good)), "image/png")
     stale = stores.announced(image["id"])
-    objects = app.state.storage.objects
+    objects = app.state.services.storage.objects
     real_read = objects.read
 
     def read_then_replaced(*args: Any) -> Any:
@@ -589,7 +609,7 @@ def test_the_worker_never_deletes_an_upload_too_big_for_it_to_read_whole(
     small = settings.model_copy(
         update={"max_upload_bytes": len(data) // 2, "verify_prefix_bytes": 1024}
     )
-    worker = Worker(app.state.service.confirmation, app.state.storage, small)
+    worker = Worker(app.state.services.confirmation, app.state.services.storage, small)
 
     outcome = worker.process(stores.announced(image["id"]))
     got = client.get(f"/images/{image['id']}", headers=alice).json()
@@ -610,11 +630,11 @@ def test_an_image_over_its_render_budget_ends_failed_and_its_neighbours_are_done
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("app.render.MAX_JPEG_SCANS", 10**6)  # past the scan check: slow
+    monkeypatch.setattr("app.pipeline.render.MAX_JPEG_SCANS", 10**6)  # past the scan check: slow
     slow = pending(alice, "image/jpeg", many_scans_jpeg(40_000))
     quick = pending(alice, "image/png")
     budget = settings.model_copy(update={"render_cpu_seconds": 1})
-    worker = Worker(app.state.service.confirmation, app.state.storage, budget)
+    worker = Worker(app.state.services.confirmation, app.state.services.storage, budget)
 
     answers = deliver(worker, clients, settings)
     hostile, neighbour = (

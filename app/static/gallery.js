@@ -15,14 +15,19 @@ const MiB = 1024 * 1024;
 const TAG = /^[A-Za-z0-9_-]{1,50}$/;
 const MAX_TAGS = 20;
 
+// Every error the service answers carries a stable `code` (the page branches on it) and
+// a `detail` for people (it shows that).
 class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, { detail, code } = {}) {
     super(Array.isArray(detail)
       ? detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ")
       : detail || `HTTP ${status}`);
     this.status = status;
+    this.code = code;
   }
 }
+// Refusals worth waiting out: the service is busy, or too many uploads are unconfirmed.
+const RETRIED = new Set(["unavailable", "rate_limited"]);
 
 function token() { return localStorage.getItem(TOKEN_KEY); }
 
@@ -48,13 +53,14 @@ async function api(method, path, { body, headers = {}, signal } = {}) {
     const payload = await response.json().catch(() => ({}));
     if (response.ok) return payload;
     const wait = Number(response.headers.get("Retry-After"));
-    const retry = response.status === 503 || (response.status === 429 && wait > 0);
-    if (retry && attempt < ATTEMPTS && !signal?.aborted) {
+    if (RETRIED.has(payload.code) && attempt < ATTEMPTS && !signal?.aborted) {
       await sleep(1000 * (wait || 2 ** attempt));
       continue;
     }
-    if (response.status === 401) signOut("Your token was refused or has expired: sign in again.");
-    throw new ApiError(response.status, payload.detail);
+    if (payload.code === "unauthorized") {
+      signOut("Your token was refused or has expired: sign in again.");
+    }
+    throw new ApiError(response.status, payload);
   }
 }
 
@@ -107,13 +113,11 @@ function putWithProgress(upload, file, progress) {
   });
 }
 
+// What the page was served with (app/http/pages.py, from the service's own tables).
+const served = (name) => JSON.parse(document.querySelector(`meta[name="${name}"]`).content);
 // Browsers outside Apple's leave HEIC and HEIF untyped: the extension says what it is.
-const BY_EXTENSION = {
-  jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif",
-  webp: "image/webp", heic: "image/heic", heif: "image/heif", avif: "image/avif",
-};
 const contentType = (file) =>
-  file.type || BY_EXTENSION[file.name.split(".").pop().toLowerCase()] || "";
+  file.type || served("formats")[file.name.split(".").pop().toLowerCase()] || "";
 
 // The service's own bounds, from its schema (once): a file too big is refused here, with
 // its size, before any request.
@@ -319,6 +323,7 @@ function placeholderUrl(image) {
 // --- Tiles ---------------------------------------------------------------------------
 
 const processing = (image) => image.variants.thumb.status === "pending";
+const url = (image, name) => image.variants[name]?.url;
 
 function tile(image) {
   const item = document.createElement("li");
@@ -345,7 +350,7 @@ function show(item, image) {
   const blur = placeholderUrl(image);
   // The placeholder paints at once; the thumb replaces it when it arrives.
   img.style.backgroundImage = blur ? `url(${blur})` : "";
-  if (image.thumb_url) img.src = image.thumb_url;
+  if (url(image, "thumb")) img.src = url(image, "thumb");
   else img.removeAttribute("src");
   item.classList.toggle("processing", processing(image));
   item.classList.toggle("no-preview", image.variants.thumb.status === "failed");
@@ -369,7 +374,7 @@ async function watch(item) {
 // --- Detail --------------------------------------------------------------------------
 
 function openDetail(image, item) {
-  $("detail-image").src = image.preview_url || image.thumb_url || "";
+  $("detail-image").src = url(image, "preview") || url(image, "thumb") || "";
   $("detail-image").alt = image.title || image.filename;
   $("detail-title").textContent = image.title || image.filename;
   $("detail-description").textContent = image.description || "";
@@ -384,6 +389,20 @@ function openDetail(image, item) {
   api("GET", `/images/${image.id}/download`)
     .then((link) => { $("detail-download").href = link.url; })
     .catch((error) => { $("detail-error").textContent = error.message; });
+  // Every variant the service is configured to make, each as its own link once made.
+  $("detail-variants").replaceChildren(...served("variants").map((name) => {
+    const variant = image.variants[name];
+    const entry = document.createElement(variant?.url ? "a" : "span");
+    entry.textContent = name;
+    entry.dataset.variant = name;
+    if (variant?.url) {
+      entry.href = variant.url;
+      entry.title = `${variant.width} × ${variant.height}, ${variant.bytes.toLocaleString()} bytes`;
+    } else {
+      entry.title = variant ? `${variant.status}${variant.reason ? `: ${variant.reason}` : ""}` : "";
+    }
+    return entry;
+  }));
   $("detail-delete").onclick = async () => {
     if (!window.confirm(`Delete ${image.filename}? This cannot be undone.`)) return;
     try {

@@ -10,7 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.config import Settings
-from app.errors import Unavailable
+from app.domain.errors import Unavailable
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials

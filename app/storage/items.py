@@ -1,19 +1,21 @@
-"""What the table and the bucket hold: every key, and image records in and out of items."""
+"""What the table and the bucket hold: every key, image records in and out of items, and
+an image's public JSON (built here, from the item, and nowhere else)."""
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from app.models import (
-    NOT_MADE,
+from app.domain.records import (
     PUBLIC_STATUS,
-    VARIANT_BOXES,
     ImageRecord,
     Status,
     VariantState,
     VariantStatus,
 )
-from app.storage.resources import DUE_ATTRIBUTE, PENDING_TAG
+from app.domain.variants import OUTPUT_TYPES, VariantSpec
+from app.storage.resources import DUE_ATTRIBUTE, NOTIFIED_PREFIX, PENDING_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -24,22 +26,48 @@ Key = dict[str, "AttributeValueTypeDef"]
 PENDING_TAGGING = "=".join(PENDING_TAG)
 
 
+_ORIGINAL = re.compile(rf"^{re.escape(NOTIFIED_PREFIX)}([A-Za-z0-9_-]{{1,64}})$")
+
+
 def object_key(image_id: str) -> str:
-    """Server-chosen key: never derived from the client's filename."""
-    return f"images/{image_id}"
+    """Server-chosen key: never derived from the client's filename. Under the prefix the
+    bucket notifies the worker of."""
+    return f"{NOTIFIED_PREFIX}{image_id}"
 
 
-def variant_key(image_id: str, name: str) -> str:
-    # Under their own prefix: the bucket notifies the worker of images/ only.
-    return f"variants/{image_id}/{name}.webp"
+def image_of(key: str) -> str | None:
+    """The image an original's key names; None for any other key."""
+    found = _ORIGINAL.match(key)
+    return found.group(1) if found else None
 
 
-def variant_keys(image_id: str) -> list[str]:
-    return [variant_key(image_id, name) for name in VARIANT_BOXES]
+def _variant_object(image_id: str, name: str, fingerprint: str, format_: str) -> str:
+    """A variant's object: its name, the definition it was made to (a changed definition
+    makes new objects, never served under an old URL), its format. Under a prefix of
+    their own: the bucket notifies the worker of images/ only."""
+    return f"variants/{image_id}/{name}-{fingerprint}.{format_}"
 
 
-def every_key(image_id: str) -> list[str]:
-    return [object_key(image_id), *variant_keys(image_id)]
+def variant_key(image_id: str, name: str, spec: VariantSpec) -> str:
+    return _variant_object(image_id, name, spec.fingerprint, spec.format)
+
+
+def _made_key(image_id: str, name: str, state: VariantState) -> str | None:
+    """Where a made variant's object is (its definition and format recorded with it)."""
+    if state.spec is None or state.format is None:
+        return None
+    return _variant_object(image_id, name, state.spec, state.format)
+
+
+def variant_keys(
+    image_id: str, made: Mapping[str, VariantState], configured: Mapping[str, VariantSpec]
+) -> list[str]:
+    """Every variant object an image may have: those its record says were made (under
+    any definition, configured or removed since) and those the configuration names (a
+    worker may have written them and stopped before recording them)."""
+    keys = {variant_key(image_id, name, spec) for name, spec in configured.items()}
+    keys.update(key for name, state in made.items() if (key := _made_key(image_id, name, state)))
+    return sorted(keys)
 
 
 def image_key(image_id: str) -> Key:
@@ -58,7 +86,8 @@ def idempotency_key(user_id: str, key: str) -> Key:
     return image_key(f"idempotency#{digest}")
 
 
-SWEEP_POSITION_KEY = image_key("sweep#position")
+def bookmark_key(task: str) -> Key:
+    return image_key(f"bookmark#{task}")
 
 
 def sweep_shard(image_id: str) -> str:
@@ -66,6 +95,7 @@ def sweep_shard(image_id: str) -> str:
 
 
 def to_item(record: ImageRecord) -> Item:
+    """The whole record as an item (what from_item reads back)."""
     item: Item = {
         "image_id": {"S": record.id},
         "user_id": {"S": record.user_id},
@@ -76,27 +106,33 @@ def to_item(record: ImageRecord) -> Item:
         "status": {"S": record.status},
         "tags": {"L": [{"S": tag} for tag in record.tags]},
     }
-    if record.reason is not None:
-        item["reason"] = {"S": record.reason}
-    if record.title is not None:
-        item["title"] = {"S": record.title}
-    if record.description is not None:
-        item["description"] = {"S": record.description}
+    for name in ("title", "description", "uploaded_at", "placeholder", "reason"):
+        if (text := getattr(record, name)) is not None:
+            item[name] = {"S": text}
+    for name in ("width", "height"):
+        if (number := getattr(record, name)) is not None:
+            item[name] = {"N": str(number)}
+    if record.variants:
+        item["variants"] = variants_item(record.variants)
     if record.due_at is not None:
         item[DUE_ATTRIBUTE] = {"N": str(record.due_at)}
         item["sweep_shard"] = {"S": sweep_shard(record.id)}
     return item
 
 
-def variants_item(variants: dict[str, VariantState]) -> "AttributeValueTypeDef":
+_VARIANT_NUMBERS = ("width", "height", "bytes")
+_VARIANT_TEXTS = ("reason", "spec", "format")
+
+
+def variants_item(variants: Mapping[str, VariantState]) -> "AttributeValueTypeDef":
     def one(state: VariantState) -> "AttributeValueTypeDef":
         fields: dict[str, AttributeValueTypeDef] = {"status": {"S": state.status}}
-        for name in ("width", "height", "bytes"):
-            value = getattr(state, name)
-            if value is not None:
-                fields[name] = {"N": str(value)}
-        if state.reason is not None:
-            fields["reason"] = {"S": state.reason}
+        for name in _VARIANT_NUMBERS:
+            if (number := getattr(state, name)) is not None:
+                fields[name] = {"N": str(number)}
+        for name in _VARIANT_TEXTS:
+            if (text := getattr(state, name)) is not None:
+                fields[name] = {"S": text}
         return {"M": fields}
 
     return {"M": {name: one(state) for name, state in variants.items()}}
@@ -123,51 +159,10 @@ def _variants(value: dict[str, Any] | None) -> dict[str, VariantState]:
             int(v["N"]) if (v := get("height")) else None,
             int(v["N"]) if (v := get("bytes")) else None,
             v["S"] if (v := get("reason")) else None,
+            v["S"] if (v := get("spec")) else None,
+            v["S"] if (v := get("format")) else None,
         )
     return found
-
-
-def _variant_json(value: dict[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return NOT_MADE.public()
-    get = value["M"].get
-    return {
-        "status": get("status")["S"],
-        "width": int(v["N"]) if (v := get("width")) else None,
-        "height": int(v["N"]) if (v := get("height")) else None,
-        "bytes": int(v["N"]) if (v := get("bytes")) else None,
-        "reason": v["S"] if (v := get("reason")) else None,
-    }
-
-
-def image_json(item: dict[str, Any]) -> dict[str, Any]:
-    """`from_item(item).public()` in one pass, for list pages: building the record and
-    its variants only to read them back measured as a fifth of a page's own time
-    (docs/benchmarks.md). A property test holds the two equal for every item shape."""
-    get = item.get
-    made = v["M"] if (v := get("variants")) else {}
-    return {
-        "id": item["image_id"]["S"],
-        "filename": item["filename"]["S"],
-        "content_type": item["content_type"]["S"],
-        "size": int(item["size"]["N"]),
-        "status": PUBLIC_STATUS[item["status"]["S"]],
-        "reason": v["S"] if (v := get("reason")) else None,
-        "title": v["S"] if (v := get("title")) else None,
-        "description": v["S"] if (v := get("description")) else None,
-        "tags": [tag["S"] for tag in v["L"]] if (v := get("tags")) else [],
-        "created_at": item["created_at"]["S"],
-        "uploaded_at": v["S"] if (v := get("uploaded_at")) else None,
-        "width": int(v["N"]) if (v := get("width")) else None,
-        "height": int(v["N"]) if (v := get("height")) else None,
-        "placeholder": v["S"] if (v := get("placeholder")) else None,
-        "variants": {
-            "thumb": _variant_json(made.get("thumb")),
-            "preview": _variant_json(made.get("preview")),
-        },
-        "thumb_url": None,
-        "preview_url": None,
-    }
 
 
 def from_item(item: dict[str, Any]) -> ImageRecord:
@@ -191,3 +186,69 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         placeholder=v["S"] if (v := get("placeholder")) else None,
         reason=v["S"] if (v := get("reason")) else None,
     )
+
+
+class JsonShape:
+    """Builds an image's public JSON (`Image`, app/images/models.py) from its item, for
+    the variants configured. A ready variant's `url` holds its object's key until the
+    service signs it (every answer is signed): the key is where the URL points."""
+
+    def __init__(self, configured: Mapping[str, VariantSpec]) -> None:
+        self._configured = [(name, spec.content_type) for name, spec in configured.items()]
+
+    def variants(self, image_id: str, made: dict[str, Any]) -> dict[str, Any]:
+        variants: dict[str, dict[str, Any]] = {}
+        for name, content_type in self._configured:
+            value = made.get(name)
+            if value is None:
+                variants[name] = {
+                    "status": "pending",
+                    "content_type": content_type,
+                    "width": None,
+                    "height": None,
+                    "bytes": None,
+                    "reason": None,
+                    "url": None,
+                }
+                continue
+            get = value["M"].get
+            status = get("status")["S"]
+            # A variant made to an earlier definition serves (its own object, in its own
+            # format) until the worker has made it again.
+            format_ = v["S"] if (v := get("format")) else None
+            variants[name] = {
+                "status": status,
+                "content_type": OUTPUT_TYPES[format_] if format_ else content_type,
+                "width": int(v["N"]) if (v := get("width")) else None,
+                "height": int(v["N"]) if (v := get("height")) else None,
+                "bytes": int(v["N"]) if (v := get("bytes")) else None,
+                "reason": v["S"] if (v := get("reason")) else None,
+                "url": _variant_object(image_id, name, spec["S"], format_)
+                if status == "ready" and format_ and (spec := get("spec"))
+                else None,
+            }
+        return variants
+
+    def image(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The JSON of `Image` from its item, in one pass: a list page converts dozens per
+        request (building records only to read them back measured as a fifth of a
+        page's own time, docs/benchmarks.md)."""
+        get = item.get
+        image_id = item["image_id"]["S"]
+        return {
+            "id": image_id,
+            "filename": item["filename"]["S"],
+            "content_type": item["content_type"]["S"],
+            "size": int(item["size"]["N"]),
+            "status": PUBLIC_STATUS[item["status"]["S"]],
+            "reason": v["S"] if (v := get("reason")) else None,
+            "title": v["S"] if (v := get("title")) else None,
+            "description": v["S"] if (v := get("description")) else None,
+            "tags": [tag["S"] for tag in v["L"]] if (v := get("tags")) else [],
+            "created_at": item["created_at"]["S"],
+            "uploaded_at": v["S"] if (v := get("uploaded_at")) else None,
+            "width": int(v["N"]) if (v := get("width")) else None,
+            "height": int(v["N"]) if (v := get("height")) else None,
+            "placeholder": v["S"] if (v := get("placeholder")) else None,
+            "variants": self.variants(image_id, v["M"] if (v := get("variants")) else {}),
+        }

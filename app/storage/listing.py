@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
-from app.models import ImageRecord
+from app.domain.records import ImageRecord
 from app.storage.clients import AwsClients, aws_call
-from app.storage.items import from_item, image_json
+from app.storage.items import JsonShape, from_item
 from app.storage.resources import DUE_ATTRIBUTE, GSI_NAME, SWEEP_GSI_NAME
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class ImageListing:
     def __init__(self, clients: AwsClients, settings: Settings) -> None:
         self._clients = clients
         self._table = settings.table
+        self._json = JsonShape(settings.variants)
 
     def due(
         self, shard: str, now: int, limit: int, after: SweepPosition | None = None
@@ -81,7 +82,7 @@ class ImageListing:
         start: ListPosition | None,
         read_budget: int,
     ) -> tuple[list[dict[str, Any]], ListPosition | None]:
-        """Newest first, `limit` matching images as their JSON (`image_json`: a page is
+        """Newest first, `limit` matching images as their JSON (JsonShape: a page is
         the hot path) and where to resume (None: no more).
 
         Filters are applied by DynamoDB after reading, so a page may need several Queries;
@@ -123,6 +124,7 @@ class ImageListing:
             }
         found: list[dict[str, Any]] = []
         read = 0
+        image = self._json.image
         while True:
             request: dict[str, Any] = {
                 "TableName": self._table,
@@ -141,15 +143,15 @@ class ImageListing:
             read += response["ScannedCount"]
             found.extend(response["Items"])
             if len(found) >= wanted:
-                page = [image_json(item) for item in found[:limit]]
+                page = [image(item) for item in found[:limit]]
                 return page, (page[-1]["created_at"], page[-1]["id"])
             last = response.get("LastEvaluatedKey")
             if not last:
-                return [image_json(item) for item in found], None
+                return [image(item) for item in found], None
             if read >= read_budget:
                 # Out of budget with a short page: resume after the last item *read*, so
                 # the next request continues the scan instead of repeating it.
-                return [image_json(item) for item in found], (
+                return [image(item) for item in found], (
                     str(last["created_at"]["S"]),
                     str(last["image_id"]["S"]),
                 )

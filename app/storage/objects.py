@@ -1,13 +1,15 @@
 """The images bucket: each method is one S3 call, or none (presigning is local)."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
 from app.config import Settings
-from app.errors import Unavailable
+from app.domain.errors import Unavailable
+from app.domain.records import ImageRecord, VariantState
+from app.domain.variants import VariantSpec
 from app.storage.clients import (
     MISSING_KEYS,
     PRECONDITION_FAILED,
@@ -18,7 +20,7 @@ from app.storage.clients import (
 )
 from app.storage.items import (
     PENDING_TAGGING,
-    every_key,
+    image_of,
     object_key,
     variant_key,
     variant_keys,
@@ -52,6 +54,7 @@ class ImageObjects:
     def __init__(self, clients: AwsClients, settings: Settings) -> None:
         self._clients = clients
         self._bucket = settings.bucket
+        self._variants = settings.variants
         self._signer = GetUrlSigner(clients, settings.bucket, settings.variant_url_window_seconds)
 
     def _missing(self, image_id: str, exc: ClientError) -> bool:
@@ -69,9 +72,9 @@ class ImageObjects:
         listed = self._clients.s3.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
         return all(found["Key"] != key for found in listed.get("Contents", []))
 
-    def variant_urls(self, wanted: Sequence[tuple[str, str]], expires_in: int) -> list[str]:
-        """GET URLs of (image id, variant name) pairs, cheap enough for a whole page."""
-        return self._signer.urls([variant_key(*pair) for pair in wanted], expires_in)
+    def variant_urls(self, keys: Sequence[str], expires_in: int) -> list[str]:
+        """GET URLs of variants' objects, cheap enough for a whole page."""
+        return self._signer.urls(list(keys), expires_in)
 
     def read_prefix(self, image_id: str, max_bytes: int) -> UploadedObject | None:
         """The object's first `max_bytes`, its total size, type and ETag; None if not
@@ -99,6 +102,25 @@ class ImageObjects:
             data, total, response.get("ContentType", ""), response["ETag"], len(data) == total
         )
 
+    def read_range(self, image_id: str, etag: str, offset: int, length: int) -> bytes | None:
+        """Bytes [offset, offset + length) of the original, only if it still holds the
+        bytes with this ETag (If-Match): None if it does not, or is gone."""
+        with aws_call():
+            try:
+                response = self._clients.s3.get_object(
+                    Bucket=self._bucket,
+                    Key=object_key(image_id),
+                    Range=f"bytes={offset}-{offset + length - 1}",
+                    IfMatch=etag,
+                )
+            except ClientError as exc:
+                if error_code(exc) in MISSING_KEYS | {PRECONDITION_FAILED}:
+                    return None
+                raise
+            with response["Body"] as body:
+                data: bytes = body.read(length)
+        return data
+
     def read(self, image_id: str, max_bytes: int, prefix_bytes: int) -> UploadedObject | None:
         """The whole object (for the worker, which decodes it); past `max_bytes`, only its
         first `prefix_bytes` (enough to verify it, never to decode it). None if it is
@@ -119,13 +141,28 @@ class ImageObjects:
             data, size, response.get("ContentType", ""), response["ETag"], len(data) == size
         )
 
-    def put_variant(self, image_id: str, name: str, data: bytes) -> None:
+    def originals(self, after: str, most: int) -> tuple[list[tuple[str, str]], str | None]:
+        """Up to `most` originals (image id, ETag) in key order after the key `after`, and
+        the key to go on after (None: there are no more). One listing call."""
+        with aws_call():
+            listed = self._clients.s3.list_objects_v2(
+                Bucket=self._bucket, Prefix=object_key(""), StartAfter=after, MaxKeys=most
+            )
+        found = [
+            (image_id, item["ETag"])
+            for item in listed.get("Contents", [])
+            if (image_id := image_of(item["Key"]))
+        ]
+        contents = listed.get("Contents", [])
+        return found, contents[-1]["Key"] if listed.get("IsTruncated") and contents else None
+
+    def put_variant(self, image_id: str, name: str, spec: VariantSpec, data: bytes) -> None:
         with aws_call():
             self._clients.s3.put_object(
                 Bucket=self._bucket,
-                Key=variant_key(image_id, name),
+                Key=variant_key(image_id, name, spec),
                 Body=data,
-                ContentType="image/webp",
+                ContentType=spec.content_type,
                 # A variant never changes under its key: browsers may keep it.
                 CacheControl="private, max-age=31536000, immutable",
             )
@@ -178,14 +215,23 @@ class ImageObjects:
         )
         return deleted is not None
 
-    def delete(self, image_id: str) -> None:
-        """The original and its variants, in one call. Deleting a missing key succeeds,
-        which makes retries free of special cases."""
-        self._delete_keys(every_key(image_id))
+    def delete(self, record: ImageRecord) -> None:
+        """The original and every variant it may have, in one call. Deleting a missing key
+        succeeds, which makes retries free of special cases."""
+        self._delete_keys(
+            [object_key(record.id), *variant_keys(record.id, record.variants, self._variants)]
+        )
 
-    def delete_variants(self, image_id: str) -> None:
-        """The variants alone (never valid without their image's record)."""
-        self._delete_keys(variant_keys(image_id))
+    def delete_made(self, image_id: str, made: Mapping[str, VariantState]) -> None:
+        """The objects of these variants as made (their definitions recorded with them)."""
+        keys = variant_keys(image_id, made, {})
+        if keys:
+            self._delete_keys(keys)
+
+    def delete_variants(self, record: ImageRecord | None, image_id: str) -> None:
+        """The variants alone: all an image (or, with no record, its id) may have."""
+        made = record.variants if record is not None else {}
+        self._delete_keys(variant_keys(image_id, made, self._variants))
 
     def _delete_keys(self, keys: list[str]) -> None:
         with aws_call():

@@ -61,6 +61,19 @@ class UploadQueue:
         """Delete handled messages (SQS would deliver them again otherwise)."""
         self._delete(self._settings.queue, messages)
 
+    def send(self, bodies: list[str]) -> int:
+        """Put messages on the uploads queue, a batch per call; how many SQS took."""
+        sent = 0
+        for start in range(0, len(bodies), BATCH):
+            batch = bodies[start : start + BATCH]
+            with aws_call():
+                answer = self._clients.sqs.send_message_batch(
+                    QueueUrl=self._url(self._settings.queue),
+                    Entries=[{"Id": str(n), "MessageBody": body} for n, body in enumerate(batch)],
+                )
+            sent += len(answer.get("Successful", []))
+        return sent
+
     def redrive(self, most: int) -> int:
         """Move up to `most` messages from the dead-letter queue back to the uploads queue;
         how many moved. Sent before deleted: a crash in between leaves a message in both,

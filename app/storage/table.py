@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from app.config import Settings
-from app.errors import ServiceError, TooLarge, TooMany, image_not_found
-from app.models import ImageRecord, Status, VariantState, VariantStatus
+from app.domain.errors import image_not_found
+from app.domain.records import ImageRecord, Status, VariantState, VariantStatus
 from app.storage.clients import (
     CONDITION_FAILED,
     AwsClients,
@@ -23,8 +23,8 @@ from app.storage.clients import (
     unless_refused,
 )
 from app.storage.items import (
-    SWEEP_POSITION_KEY,
     Key,
+    bookmark_key,
     from_item,
     idempotency_key,
     image_key,
@@ -123,6 +123,14 @@ class Recorded(Enum):
     GONE = "gone"  # the image was deleted meanwhile
 
 
+class OverQuota(Exception):
+    """The owner's usage (as it was) had no room for another upload of this size."""
+
+    def __init__(self, usage: Usage) -> None:
+        super().__init__(usage)
+        self.usage = usage
+
+
 class Replay(Exception):
     """The Idempotency-Key was already used: for `target`, with a request of `fingerprint`."""
 
@@ -170,34 +178,10 @@ class ImageTable:
 
     # --- Image records -------------------------------------------------------------
 
-    def _quota_error(self, usage: Usage, size: int) -> ServiceError:
-        limits = self._settings
-        if usage.images >= limits.max_images_per_user:
-            return TooMany(
-                f"Image quota reached: {limits.max_images_per_user} images per user, "
-                "unconfirmed uploads included; delete some to make room"
-            )
-        if usage.bytes + size > limits.max_bytes_per_user:
-            return TooLarge(
-                f"Storage quota exceeded: {size} more bytes would pass "
-                f"{limits.max_bytes_per_user} bytes per user"
-            )
-        retry = {"Retry-After": str(limits.pending_retry_after_seconds)}
-        if usage.pending >= limits.max_pending_uploads:
-            return TooMany(
-                f"Too many unconfirmed uploads: at most {limits.max_pending_uploads} at once. "
-                "Finish (or abandon) some and retry",
-                headers=retry,
-            )
-        return TooMany(
-            f"Too many bytes in unconfirmed uploads: at most {limits.max_pending_bytes}. "
-            "Finish (or abandon) some and retry",
-            headers=retry,
-        )
-
     def reserve(self, record: ImageRecord, now: int, claim: IdempotencyClaim | None) -> None:
         """Write the pending record and reserve its quota (and claim the idempotency key):
-        one transaction. Raises Replay if the key was claimed before."""
+        one transaction. Raises Replay if the key was claimed before, OverQuota if the
+        owner's usage has no room for it."""
         limits = self._settings
         transaction = (
             self._transaction()
@@ -255,8 +239,7 @@ class ImageTable:
                 used = refused.failed["idempotency"] or {}
                 raise Replay(used["target"]["S"], used["fingerprint"]["S"]) from refused
             if "usage" in refused.failed:
-                usage = Usage.from_item(refused.failed["usage"])
-                raise self._quota_error(usage, record.size) from refused
+                raise OverQuota(Usage.from_item(refused.failed["usage"])) from refused
             raise
 
     def get(self, image_id: str) -> ImageRecord | None:
@@ -529,22 +512,26 @@ class ImageTable:
         )
         return corrected is not None
 
-    # --- The sweep's bookmark ---------------------------------------------------------
+    # --- Where a long task stopped (the sweep, the backfill) ---------------------------
 
-    def sweep_position(self) -> int:
-        """Which shard the last sweep would have visited next."""
+    def bookmark(self, task: str) -> str | None:
+        """Where `task`'s last run stopped, if it did."""
         with aws_call():
             item = self._clients.dynamodb.get_item(
-                TableName=self._table, Key=SWEEP_POSITION_KEY, ConsistentRead=True
+                TableName=self._table, Key=bookmark_key(task), ConsistentRead=True
             ).get("Item")
-        return int(item["shard_index"]["N"]) if item else 0
+        return item["position"]["S"] if item else None
 
-    def save_sweep_position(self, shard_index: int) -> None:
+    def save_bookmark(self, task: str, position: str | None) -> None:
+        """Remember where `task` stopped; None: it finished, the next run starts over."""
         with aws_call():
-            self._clients.dynamodb.put_item(
-                TableName=self._table,
-                Item={**SWEEP_POSITION_KEY, "shard_index": {"N": str(shard_index)}},
-            )
+            if position is None:
+                self._clients.dynamodb.delete_item(TableName=self._table, Key=bookmark_key(task))
+            else:
+                self._clients.dynamodb.put_item(
+                    TableName=self._table,
+                    Item={**bookmark_key(task), "position": {"S": position}},
+                )
 
 
 def _is(item: dict[str, Any] | None, record: ImageRecord) -> bool:

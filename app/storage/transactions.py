@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from app.errors import Unavailable
+from app.domain.errors import Unavailable
 from app.storage.clients import error_code
 
 if TYPE_CHECKING:

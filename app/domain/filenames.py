@@ -2,23 +2,14 @@
 
 import urllib.parse
 
-# The first extension is the one appended when the name has none of them.
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
-    "image/png": (".png",),
-    "image/gif": (".gif",),
-    "image/webp": (".webp",),
-    "image/heic": (".heic",),
-    "image/heif": (".heif", ".heic"),
-    "image/avif": (".avif",),
-}
+from app.domain.formats import BY_TYPE
 
 
 def download_name(filename: str, content_type: str) -> str:
     """`holiday.JPG` stays as it is; `invoice.html` holding a verified PNG becomes
     `invoice.html.png`: the browser and the OS go by the last extension, which is
     now always the type the bytes were verified as (and are served as)."""
-    extensions = EXTENSIONS[content_type]
+    extensions = BY_TYPE[content_type].extensions
     if filename.lower().endswith(extensions):
         return filename
     return filename + extensions[0]

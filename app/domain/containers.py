@@ -1,17 +1,17 @@
-"""Prove that the first bytes of an object are really an image of the declared type.
+"""Container checks: prove that an object's header really is an image of the declared
+type, and read its dimensions as a decoder shows them, without decoding a pixel.
 
-We parse container headers ourselves instead of shipping Pillow to Lambda: no pixel is
-ever decoded (so decompression bombs cost nothing), the runtime stays small, and each
-parser checks structure past the magic number, so "magic bytes + HTML" is refused.
+Hand-written rather than Pillow's: the API function never imports an imaging library
+(its cold start, docs/benchmarks.md), decompression bombs cost nothing, and each check
+reads structure past the magic number, so "magic bytes + HTML" is refused. Which check
+a declared type gets is app/domain/formats.py's business.
 """
 
 import re
 import struct
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from app.errors import InvalidImage
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,43 +20,63 @@ class Dimensions:
     height: int
 
 
-class _Malformed(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a check reads: the object's first bytes, its whole size, and windows further
+    in that a check asked for (offset -> bytes; see NeedsBytes)."""
+
+    data: bytes
+    size: int
+    windows: Mapping[int, bytes] = field(default_factory=dict)
 
 
-class _Truncated(_Malformed):
+class Malformed(Exception):
+    """Not a valid header of the type: the bytes are not that image."""
+
+
+class Truncated(Malformed):
     """The header runs past the bytes given."""
 
 
-class HeaderTooShort(InvalidImage):
-    """The header runs past the prefix given, which is shorter than the object: read on."""
+class NeedsBytes(Exception):
+    """The check needs `length` bytes at `offset`, past the first bytes (a TIFF's
+    directory, which writers put after the image data): read them, ask again."""
+
+    def __init__(self, offset: int, length: int) -> None:
+        super().__init__(offset, length)
+        self.offset = offset
+        self.length = length
+
+
+Check = Callable[[Header], Dimensions]
 
 
 def _need(data: bytes, end: int) -> None:
     if len(data) < end:
-        raise _Truncated("header is truncated")
+        raise Truncated("header is truncated")
 
 
-def _png(data: bytes, total_size: int) -> Dimensions:
+def png(header: Header) -> Dimensions:
+    data, total_size = header.data, header.size
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise _Malformed("not a PNG signature")
+        raise Malformed("not a PNG signature")
     offset, dims, seen_idat = 8, None, False
     # Walk every chunk that lies wholly in the prefix; each must carry a valid CRC.
     while offset + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, offset)
         kind = data[offset + 4 : offset + 8]
         if length > 0x7FFFFFFF or not kind.isalpha():
-            raise _Malformed("bad PNG chunk")
+            raise Malformed("bad PNG chunk")
         end = offset + 12 + length
         if end > len(data):
             break
         body = data[offset + 8 : offset + 8 + length]
         (crc,) = struct.unpack_from(">I", data, end - 4)
         if zlib.crc32(kind + body) != crc:
-            raise _Malformed("PNG chunk CRC mismatch")
+            raise Malformed("PNG chunk CRC mismatch")
         if dims is None:
             if kind != b"IHDR" or length != 13:
-                raise _Malformed("PNG does not start with IHDR")
+                raise Malformed("PNG does not start with IHDR")
             width, height, depth, color, compression, filt, interlace = struct.unpack(
                 ">IIBBBBB", body
             )
@@ -68,22 +88,22 @@ def _png(data: bytes, total_size: int) -> Dimensions:
                 6: {8, 16},
             }
             if depth not in valid_depths.get(color, set()) or compression or filt or interlace > 1:
-                raise _Malformed("invalid IHDR")
+                raise Malformed("invalid IHDR")
             dims = Dimensions(width, height)
         elif kind == b"IDAT" and not seen_idat:
             seen_idat = True
             # Image data is a zlib stream: its two-byte header has a checksum of its own.
             if length >= 2 and (body[0] & 0x0F != 8 or (body[0] << 8 | body[1]) % 31):
-                raise _Malformed("IDAT is not a zlib stream")
+                raise Malformed("IDAT is not a zlib stream")
         elif kind == b"IEND":
             if not seen_idat:
-                raise _Malformed("PNG has no image data")
+                raise Malformed("PNG has no image data")
             return dims
         offset = end
     if dims is None:
-        raise _Malformed("PNG header is truncated")
+        raise Malformed("PNG header is truncated")
     if len(data) >= total_size:
-        raise _Malformed("PNG ends without IEND")
+        raise Malformed("PNG ends without IEND")
     return dims
 
 
@@ -117,7 +137,7 @@ def _tiff_header(tiff: bytes) -> tuple[str, int]:
     _need(tiff, 8)
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or struct.unpack_from(f"{order}H", tiff, 2)[0] != 42:
-        raise _Malformed("not a TIFF header")
+        raise Malformed("not a TIFF header")
     return order, struct.unpack_from(f"{order}I", tiff, 4)[0]
 
 
@@ -129,7 +149,7 @@ def _exif_orientation(segment: bytes) -> int:
         tiff = segment[6:]
         order, first = _tiff_header(tiff)
         return _tiff_entries(tiff, first, order).get(_ORIENTATION, 1)
-    except (_Malformed, struct.error):
+    except (Malformed, struct.error):
         return 1  # unreadable Exif: decoders show the image as stored
 
 
@@ -138,26 +158,27 @@ def _turned(dims: Dimensions, orientation: int) -> Dimensions:
     return Dimensions(dims.height, dims.width) if 5 <= orientation <= 8 else dims
 
 
-def _jpeg(data: bytes, _total_size: int) -> Dimensions:
+def jpeg(header: Header) -> Dimensions:
+    data = header.data
     if not data.startswith(b"\xff\xd8\xff"):
-        raise _Malformed("not a JPEG signature")
+        raise Malformed("not a JPEG signature")
     offset, orientation = 2, 1
     while True:
         _need(data, offset + 4)
         if data[offset] != 0xFF:
-            raise _Malformed("JPEG segment does not start with a marker")
+            raise Malformed("JPEG segment does not start with a marker")
         while data[offset + 1] == 0xFF:  # fill bytes are allowed before a marker
             offset += 1
             _need(data, offset + 4)
         marker = data[offset + 1]
         if marker in (0xD9, 0xDA, 0x00):
-            raise _Malformed("JPEG image data before a frame header")
+            raise Malformed("JPEG image data before a frame header")
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             offset += 2
             continue
         (length,) = struct.unpack_from(">H", data, offset + 2)
         if length < 2:
-            raise _Malformed("bad JPEG segment length")
+            raise Malformed("bad JPEG segment length")
         if marker == 0xE1 and orientation == 1:
             _need(data, offset + 2 + length)
             orientation = _exif_orientation(data[offset + 4 : offset + 2 + length])
@@ -165,9 +186,9 @@ def _jpeg(data: bytes, _total_size: int) -> Dimensions:
             _need(data, offset + 10)
             precision, height, width, components = struct.unpack_from(">BHHB", data, offset + 4)
             if precision not in (8, 12, 16) or not 1 <= components <= 4:
-                raise _Malformed("invalid JPEG frame header")
+                raise Malformed("invalid JPEG frame header")
             if length != 8 + 3 * components:
-                raise _Malformed("JPEG frame header length mismatch")
+                raise Malformed("JPEG frame header length mismatch")
             return _turned(Dimensions(width, height), orientation)
         offset += 2 + length
 
@@ -199,9 +220,10 @@ def jpeg_scans(data: bytes, most: int) -> int:
     return scans
 
 
-def _gif(data: bytes, _total_size: int) -> Dimensions:
+def gif(header: Header) -> Dimensions:
+    data = header.data
     if data[:6] not in (b"GIF87a", b"GIF89a"):
-        raise _Malformed("not a GIF signature")
+        raise Malformed("not a GIF signature")
     _need(data, 13)
     width, height, packed = struct.unpack_from("<HHB", data, 6)
     offset = 13 + (3 << ((packed & 0x07) + 1) if packed & 0x80 else 0)
@@ -215,10 +237,10 @@ def _gif(data: bytes, _total_size: int) -> Dimensions:
             lzw_at = offset + 10 + (3 << ((local & 0x07) + 1) if local & 0x80 else 0)
             _need(data, lzw_at + 1)
             if not 2 <= data[lzw_at] <= 8:
-                raise _Malformed("invalid GIF LZW code size")
+                raise Malformed("invalid GIF LZW code size")
             return Dimensions(width, height)
         if block != 0x21:
-            raise _Malformed("unexpected GIF block")
+            raise Malformed("unexpected GIF block")
         offset += 2
         while True:
             _need(data, offset + 1)
@@ -228,49 +250,45 @@ def _gif(data: bytes, _total_size: int) -> Dimensions:
                 break
 
 
-def _webp(data: bytes, total_size: int) -> Dimensions:
+def webp(header: Header) -> Dimensions:
+    data, total_size = header.data, header.size
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise _Malformed("not a WebP signature")
+        raise Malformed("not a WebP signature")
     _need(data, 30)
     (riff_size,) = struct.unpack_from("<I", data, 4)
     if riff_size + 8 != total_size:
-        raise _Malformed("WebP RIFF size does not match the object size")
+        raise Malformed("WebP RIFF size does not match the object size")
     chunk = data[12:16]
     payload = data[20:]
     if chunk == b"VP8 ":
         # Frame tag (3 bytes, key frame bit clear) then the start code 9d 01 2a.
         if payload[0] & 0x01 or payload[3:6] != b"\x9d\x01\x2a":
-            raise _Malformed("invalid VP8 frame")
+            raise Malformed("invalid VP8 frame")
         width, height = struct.unpack_from("<HH", payload, 6)
         return Dimensions(width & 0x3FFF, height & 0x3FFF)
     if chunk == b"VP8L":
         (bits,) = struct.unpack_from("<I", payload, 1)
         if payload[0] != 0x2F or bits >> 29:
-            raise _Malformed("invalid VP8L header")
+            raise Malformed("invalid VP8L header")
         return Dimensions((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
     if chunk == b"VP8X":
         if payload[0] & 0xC1 or payload[1:4] != b"\0\0\0":
-            raise _Malformed("invalid VP8X header")
+            raise Malformed("invalid VP8X header")
         width = int.from_bytes(payload[4:7], "little") + 1
         height = int.from_bytes(payload[7:10], "little") + 1
         following = payload[10:14]
         if len(following) == 4 and not all(
             c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 " for c in following
         ):
-            raise _Malformed("invalid chunk after VP8X")
+            raise Malformed("invalid chunk after VP8X")
         return Dimensions(width, height)
-    raise _Malformed("unknown WebP chunk")
+    raise Malformed("unknown WebP chunk")
 
 
-# ISO BMFF (HEIF, AVIF): which `ftyp` brands each declared type accepts.
-_HEVC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
-_AVIF_BRANDS = {b"avif", b"avis"}
-_BRANDS = {
-    "image/heic": _HEVC_BRANDS,
-    "image/avif": _AVIF_BRANDS,
-    # The generic HEIF type: any image brand of the family.
-    "image/heif": _HEVC_BRANDS | _AVIF_BRANDS | {b"mif1", b"msf1"},
-}
+# ISO BMFF brands (the `ftyp` box names the codec): what formats.py's rows accept.
+HEVC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"})
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+HEIF_BRANDS = HEVC_BRANDS | AVIF_BRANDS | {b"mif1", b"msf1"}  # any image of the family
 
 
 def _boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
@@ -287,7 +305,7 @@ def _boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
         elif size == 0:
             size = end - offset
         if size < header or not kind.isascii():
-            raise _Malformed("bad ISO BMFF box")
+            raise Malformed("bad ISO BMFF box")
         found.setdefault(kind, (offset + header, min(offset + size, end)))
         offset += size
     return found
@@ -321,7 +339,7 @@ def _property_list(data: bytes, ipco: tuple[int, int]) -> list[tuple[bytes, int]
     while offset + 8 <= end:
         size, kind = struct.unpack_from(">I4s", data, offset)
         if size < 8:
-            raise _Malformed("bad property box")
+            raise Malformed("bad property box")
         properties.append((kind, offset + 8))
         offset += size
     return properties
@@ -356,7 +374,7 @@ def _displayed(data: bytes, properties: list[tuple[bytes, int]], indexes: list[i
     crop: tuple[int, int] | None = None
     for index in indexes:
         if not 1 <= index <= len(properties):
-            raise _Malformed("property index out of range")
+            raise Malformed("property index out of range")
         kind, body = properties[index - 1]
         if kind == b"ispe":
             width, height = _u32(data, body + 4), _u32(data, body + 8)  # a FullBox
@@ -364,81 +382,79 @@ def _displayed(data: bytes, properties: list[tuple[bytes, int]], indexes: list[i
             # Encoders pad to whole coding blocks; the clean aperture crops back.
             w_num, w_den, h_num, h_den = struct.unpack_from(">IIII", data, body)
             if not w_den or not h_den:
-                raise _Malformed("bad clean aperture")
+                raise Malformed("bad clean aperture")
             crop = (w_num // w_den, h_num // h_den)
         elif kind == b"irot":
             quarter_turns = data[body] & 3
     if not width or not height:
-        raise _Malformed("the primary item has no ispe")
+        raise Malformed("the primary item has no ispe")
     if crop is not None:
         width, height = min(width, crop[0]), min(height, crop[1])
     return Dimensions(height, width) if quarter_turns % 2 else Dimensions(width, height)
 
 
-def _isobmff(content_type: str) -> Callable[[bytes, int], Dimensions]:
-    """HEIF and AVIF: the ftyp brand names the codec; the meta box's primary item carries
-    its size. All of it sits at the start of the file, within the prefix we read."""
+def isobmff(brands: frozenset[bytes]) -> Check:
+    """HEIF and AVIF: an `ftyp` brand among `brands`; the meta box's primary item carries
+    the size. Encoders put all of it first ("fast start"); after the media data, the
+    bytes before are read on to find it."""
 
-    def parse(data: bytes, _total_size: int) -> Dimensions:
+    def check(header: Header) -> Dimensions:
+        data = header.data
         top = _boxes(data, 0, len(data))
         if data[4:8] != b"ftyp":
-            raise _Malformed("ISO BMFF must start with ftyp")
-        if not _brands(data, top[b"ftyp"]) & _BRANDS[content_type]:
-            raise _Malformed(f"no {content_type} brand in ftyp")
+            raise Malformed("ISO BMFF must start with ftyp")
+        if not _brands(data, top[b"ftyp"]) & brands:
+            raise Malformed("no accepted brand in ftyp")
         if b"meta" not in top:
             # The boxes walked ran past the bytes given (an mdat before the meta box).
-            raise _Truncated("no meta box in the bytes read")
+            raise Truncated("no meta box in the bytes read")
         meta_start, meta_end = top[b"meta"]
         _need(data, meta_end)
         meta = _boxes(data, meta_start + 4, meta_end)  # meta is a FullBox
         if b"pitm" not in meta or b"iprp" not in meta:
-            raise _Malformed("no primary item or properties")
+            raise Malformed("no primary item or properties")
         iprp = _boxes(data, *meta[b"iprp"])
         if b"ipco" not in iprp or b"ipma" not in iprp:
-            raise _Malformed("no item properties")
+            raise Malformed("no item properties")
         indexes = _associated(data, iprp[b"ipma"], _primary_item(data, meta[b"pitm"]))
         return _displayed(data, _property_list(data, iprp[b"ipco"]), indexes)
 
-    return parse
+    return check
 
 
-_PARSERS: dict[str, Callable[[bytes, int], Dimensions]] = {
-    "image/png": _png,
-    "image/jpeg": _jpeg,
-    "image/gif": _gif,
-    "image/webp": _webp,
-    "image/heic": _isobmff("image/heic"),
-    "image/heif": _isobmff("image/heif"),
-    "image/avif": _isobmff("image/avif"),
-}
+# --- TIFF (scanners, cameras): the size is in the first image file directory -------------
+
+_IMAGE_WIDTH, _IMAGE_LENGTH = 256, 257
+# Most entries a directory may have: the TIFF 6.0 baseline names about 40 tags; cameras
+# write a few dozen more. Past this the directory is not read (nor bounded).
+_MAX_TIFF_ENTRIES = 512
+_MAX_IFD_BYTES = 2 + 12 * _MAX_TIFF_ENTRIES + 4
 
 
-def inspect_image(prefix: bytes, content_type: str, total_size: int) -> Dimensions:
-    """Dimensions of the image whose first bytes are `prefix`, as a decoder shows it, or
-    InvalidImage (HeaderTooShort if its header runs past a prefix shorter than it)."""
-    try:
-        dims = _PARSERS[content_type](prefix, total_size)
-    except _Truncated as exc:
-        if len(prefix) < total_size:
-            raise HeaderTooShort(f"The {content_type} header runs past its first bytes") from exc
-        raise InvalidImage(f"The uploaded bytes are not a valid {content_type} image") from exc
-    except (_Malformed, struct.error, IndexError) as exc:
-        raise InvalidImage(f"The uploaded bytes are not a valid {content_type} image") from exc
-    if dims.width < 1 or dims.height < 1:
-        raise InvalidImage("The uploaded image has no width or height")
-    return dims
+def _directory(header: Header, offset: int) -> bytes:
+    """The bytes of the directory at `offset`: within the first bytes, or a window read
+    for it (writers such as libtiff put it after the image data, at the end)."""
+    end = min(offset + _MAX_IFD_BYTES, header.size)
+    if end <= len(header.data):
+        return header.data[offset:end]
+    if offset in header.windows:
+        return header.windows[offset]
+    raise NeedsBytes(offset, end - offset)
 
 
-# Most specific first: image/heif would also take HEIC and AVIF bytes.
-_IDENTIFY_ORDER = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/avif")
-
-
-def identify(prefix: bytes, total_size: int) -> str | None:
-    """The type whose header these bytes carry, for a client that did not say."""
-    for content_type in _IDENTIFY_ORDER:
-        try:
-            inspect_image(prefix, content_type, total_size)
-        except InvalidImage:
-            continue
-        return content_type
-    return None
+def tiff(header: Header) -> Dimensions:
+    """Classic TIFF, either byte order (BigTIFF, which needs 64-bit offsets, is not
+    taken): ImageWidth and ImageLength of the first directory, turned by its
+    Orientation as a decoder shows it."""
+    order, first = _tiff_header(header.data)
+    if not 8 <= first < header.size:
+        raise Malformed("the first directory lies outside the file")
+    directory = _directory(header, first)
+    (count,) = struct.unpack_from(f"{order}H", directory, 0)
+    if not 1 <= count <= _MAX_TIFF_ENTRIES:
+        raise Malformed("a directory of no or too many entries")
+    entries = _tiff_entries(directory, 0, order)
+    width, height = entries.get(_IMAGE_WIDTH), entries.get(_IMAGE_LENGTH)
+    if not width or not height:
+        raise Malformed("no ImageWidth or ImageLength")
+    return _turned(Dimensions(width, height), entries.get(_ORIENTATION, 1))

@@ -2,94 +2,30 @@
 images/; for each, it confirms the upload if the client has not (exactly confirm's
 checks, through the same conditional write) and makes the image's variants.
 
-On AWS, Lambda calls `app.worker.handler` with batches from the queue and retries only
-what it reports failed (`batchItemFailures`); a message that keeps failing goes to the
-dead-letter queue. Elsewhere `python -m app worker`, and a thread of `make run`,
-long-poll the queue and call the same function with the same event.
+On AWS, Lambda calls `app.pipeline.lambda_handler.handler` with batches from the queue
+and retries only what it reports failed (`batchItemFailures`); a message that keeps
+failing goes to the dead-letter queue. Elsewhere `python -m app worker`, and a thread
+of `make run`, long-poll the queue and hand the same function the same event (`poll`).
 
 Every step is safe to repeat: SQS delivers at least once.
 """
 
-import json
 import logging
-import re
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-from urllib.parse import unquote_plus
 
 from app.config import Settings
-from app.confirmation import Confirmation, Superseded
-from app.errors import InvalidImage, NotFound, ServiceError
-from app.logs import configure_logging
-from app.models import (
-    UNCONFIRMED,
-    VARIANT_BOXES,
-    ImageRecord,
-    Status,
-    VariantState,
-    VariantStatus,
-)
-from app.render import Undecodable, render_bounded
+from app.domain.errors import InvalidImage, NotFound, ServiceError
+from app.domain.records import UNCONFIRMED, ImageRecord, Status, VariantState, VariantStatus
+from app.pipeline.confirmation import Confirmation, Superseded
+from app.pipeline.notifications import Uploaded, uploads_in
+from app.pipeline.render import Undecodable, render_bounded
 from app.storage import Storage
-from app.storage.clients import AwsClients
 from app.storage.objects import UploadedObject
 from app.storage.queue import UploadQueue
 from app.storage.table import Recorded
-from app.tracing import enable_xray
 
 log = logging.getLogger(__name__)
-
-_UPLOAD_KEY = re.compile(r"^images/([A-Za-z0-9_-]{1,64})$")
-
-
-@dataclass(frozen=True, slots=True)
-class Uploaded:
-    """An original S3 reports created: its image and the ETag of the bytes it announced."""
-
-    image_id: str
-    etag: str
-
-
-def _at(value: object, *path: str) -> object:
-    """value[path[0]][path[1]]..., or None where any step is not an object."""
-    for name in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(name)
-    return value
-
-
-def uploads_in(body: str, bucket: str) -> list[Uploaded]:
-    """The originals an S3 event notification reports created in our bucket. Anything
-    else, whatever its shape (S3's test event, another bucket, a key we never issue, JSON
-    that is not S3's), is ignored: retrying it could never succeed."""
-    try:
-        event = json.loads(body)
-    except (ValueError, RecursionError):
-        log.warning("not an S3 event notification, ignored")
-        return []
-    records = _at(event, "Records")
-    found = []
-    for record in records if isinstance(records, list) else []:
-        name, key, etag = (
-            _at(record, "eventName"),
-            _at(record, "s3", "object", "key"),
-            _at(record, "s3", "object", "eTag"),
-        )
-        if not (isinstance(name, str) and name.startswith("ObjectCreated:")):
-            continue
-        if _at(record, "s3", "bucket", "name") != bucket:
-            continue
-        if not isinstance(key, str) or not isinstance(etag, str):
-            continue
-        # S3 sends keys URL-encoded, spaces as '+'; and ETags without their quotes.
-        match = _UPLOAD_KEY.match(unquote_plus(key))
-        if match:
-            found.append(Uploaded(match.group(1), f'"{etag.strip(chr(34))}"'))
-    return found
 
 
 class Worker:
@@ -118,7 +54,7 @@ class Worker:
         record = self._table.get(upload.image_id)
         if record is None or record.status == Status.DELETING:
             return self._remove_unwanted(upload, record)
-        if record.status == Status.READY and record.variants_made:
+        if record.status == Status.READY and not record.to_make(self._settings.variants):
             return "already done"  # a redelivered message
         stored = self._objects.read(
             record.id, self._settings.max_upload_bytes, self._settings.verify_prefix_bytes
@@ -143,58 +79,67 @@ class Worker:
         self._objects.delete_original(upload.image_id, upload.etag)
         if record is not None:
             return "being deleted"
-        self._objects.delete_variants(upload.image_id)
+        self._objects.delete_variants(None, upload.image_id)
         return "orphan removed"
 
     def _make_variants(self, record: ImageRecord, stored: UploadedObject) -> str:
-        variants, placeholder = self._variants(record, stored)
+        names = record.to_make(self._settings.variants)
+        made, placeholder = self._variants(record, stored, names)
         # Before the image leaves the sweep's index: nothing would retag it afterwards.
         self._objects.tag_ready(record.id)
-        recorded = self._table.record_variants(record.id, variants, placeholder)
+        recorded = self._table.record_variants(
+            record.id, {**record.variants, **made}, placeholder or record.placeholder
+        )
         if recorded == Recorded.GONE:
-            self._objects.delete(record.id)  # deleted meanwhile: remove what we wrote
+            self._objects.delete(record)  # deleted meanwhile: remove what we wrote
             return "deleted meanwhile"
-        return "done" if recorded == Recorded.RECORDED else "made meanwhile"
+        if recorded == Recorded.MADE_MEANWHILE:
+            return "made meanwhile"
+        # Objects made to a definition changed since: nothing points at them any more.
+        self._objects.delete_made(
+            record.id,
+            {
+                name: state
+                for name, state in record.variants.items()
+                if name in made and state.spec != made[name].spec
+            },
+        )
+        return "done"
 
     def _variants(
-        self, record: ImageRecord, stored: UploadedObject
+        self, record: ImageRecord, stored: UploadedObject, names: list[str]
     ) -> tuple[dict[str, VariantState], str | None]:
+        """Make `names` (writing their objects); their states and the placeholder."""
+        configured = {name: self._settings.variants[name] for name in names}
         if not stored.whole:
             # Verified against the same limits, so only a misconfigured worker gets here:
             # the image stays as confirmed, only its variants cannot be made.
-            rendered = None
-            reason = f"{stored.total_size} bytes is over the worker's limit"
-        else:
-            try:
-                rendered = render_bounded(
-                    stored.data,
-                    record.content_type,
-                    self._settings.max_pixels,
-                    self._settings.render_cpu_seconds,
-                    self._settings.render_memory_bytes,
-                )
-                reason = ""
-            except Undecodable as exc:
-                rendered, reason = None, str(exc)
-        if rendered is None:
-            failed = VariantState(VariantStatus.FAILED, reason=reason)
-            return dict.fromkeys(VARIANT_BOXES, failed), None
-        for variant in rendered.variants:
-            self._objects.put_variant(record.id, variant.name, variant.data)
-        made = {
-            variant.name: VariantState(
-                VariantStatus.READY, variant.width, variant.height, len(variant.data)
+            failed = f"{stored.total_size} bytes is over the worker's limit"
+            return {n: VariantState(VariantStatus.FAILED, reason=failed) for n in names}, None
+        try:
+            rendered = render_bounded(
+                stored.data,
+                record.content_type,
+                configured,
+                max_pixels=self._settings.max_pixels,
+                cpu_seconds=self._settings.render_cpu_seconds,
+                memory_bytes=self._settings.render_memory_bytes,
             )
-            for variant in rendered.variants
-        }
+        except Undecodable as exc:
+            return {n: VariantState(VariantStatus.FAILED, reason=str(exc)) for n in names}, None
+        made = {}
+        for variant in rendered.variants:
+            spec = configured[variant.name]
+            self._objects.put_variant(record.id, variant.name, spec, variant.data)
+            made[variant.name] = VariantState(
+                VariantStatus.READY,
+                variant.width,
+                variant.height,
+                len(variant.data),
+                spec=spec.fingerprint,
+                format=spec.format,
+            )
         return made, rendered.placeholder
-
-
-def build(settings: Settings, clients: AwsClients | None = None) -> tuple[Worker, Storage]:
-    """The worker over shared clients (built lazily, on the first message)."""
-    storage = Storage.connect(clients or AwsClients(settings), settings)
-    worker = Worker(Confirmation(storage, settings, lambda: datetime.now(UTC)), storage, settings)
-    return worker, storage
 
 
 def poll(worker: Worker, queue: UploadQueue, settings: Settings, stop: threading.Event) -> None:
@@ -224,27 +169,8 @@ def poll(worker: Worker, queue: UploadQueue, settings: Settings, stop: threading
             stop.wait(1)
 
 
-def start_in_background(settings: Settings, clients: AwsClients) -> threading.Event:
+def start_in_background(worker: Worker, queue: UploadQueue, settings: Settings) -> threading.Event:
     """`make run`: the worker in a daemon thread of this process. Set the event to stop."""
     stop = threading.Event()
-    worker, storage = build(settings, clients)
-    thread = threading.Thread(
-        target=poll, args=(worker, storage.queue, settings, stop), daemon=True
-    )
-    thread.start()
+    threading.Thread(target=poll, args=(worker, queue, settings, stop), daemon=True).start()
     return stop
-
-
-@cache
-def _lambda_worker() -> Worker:
-    settings = Settings()
-    configure_logging(settings.log_level)
-    if settings.xray:
-        enable_xray()
-    return build(settings)[0]
-
-
-def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
-    """AWS Lambda: `app.worker.handler` (template.yaml overrides the image's command).
-    The worker is built on the first invocation of an environment, then reused."""
-    return _lambda_worker().handle(event)

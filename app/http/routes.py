@@ -28,9 +28,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from app.auth import UserId
-from app.imaging import identify
-from app.models import (
+from app.domain.errors import Code
+from app.domain.formats import FORMATS, guess
+from app.http.auth import UserId
+from app.http.problems import responses
+from app.images.models import (
     CreateImageRequest,
     CreateImageResponse,
     DownloadLink,
@@ -39,12 +41,12 @@ from app.models import (
     ImageList,
     ListQuery,
 )
-from app.service import ImageService
+from app.images.service import ORIGINAL, ImageService
 
 
 # async: FastAPI runs a plain `def` dependency in its threadpool, one thread hop each.
 async def _service(request: Request) -> ImageService:
-    service: ImageService = request.app.state.service
+    service: ImageService = request.app.state.services.images
     return service
 
 
@@ -71,15 +73,16 @@ async def _blocking(request: Request) -> Blocking:
     return run_in_threadpool  # type: ignore[return-value] # Starlette's signature is the same
 
 
+FORMAT_LABELS = ", ".join(format_.label for format_ in FORMATS)
 # What a client sends when it does not know (or say) the type of a file part.
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
-def _declared_type(part_type: str | None, data: bytes, prefix: int) -> str:
+def _declared_type(part_type: str | None, data: bytes) -> str:
     """The part's type, or, when it is missing or generic, the type its bytes carry (the
     same header checks confirm runs decide; anything else stays as sent and is refused)."""
     if (part_type or "") in GENERIC_TYPES:
-        return identify(data[:prefix], len(data)) or (part_type or "")
+        return guess(data) or (part_type or "")
     return part_type or ""
 
 
@@ -113,14 +116,6 @@ LIST_PARAMETERS = [
     | ({"description": schema["description"]} if "description" in schema else {})
     for name, schema in ListQuery.model_json_schema()["properties"].items()
 ]
-_INVALID_REQUEST: dict[int | str, dict[str, Any]] = {
-    422: {
-        "description": "Validation Error",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
-        },
-    }
-}
 
 
 Service = Annotated[ImageService, Depends(_service)]
@@ -141,16 +136,11 @@ IdempotencyKey = Annotated[
 ]
 REPLAYED = "Idempotent-Replayed"
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing, invalid or expired bearer token"},
-    503: {"description": "Storage is busy or unreachable; retry after Retry-After"},
-}
-_MISSING: dict[int | str, dict[str, str]] = {404: {"description": "No such image (or not yours)"}}
-_QUOTA: dict[int | str, dict[str, str]] = {
-    429: {"description": "Image quota or upload rate reached"}
-}
+# What every route may answer: a token refused, a request out of bounds (FastAPI's
+# validation shape, with its code), storage busy. Each route adds its own.
+_EVERY = (Code.UNAUTHORIZED, Code.INVALID_REQUEST, Code.UNAVAILABLE)
 
-router = APIRouter(prefix="/images", tags=["images"], responses=_ERRORS)
+router = APIRouter(prefix="/images", tags=["images"], responses=responses(*_EVERY))
 
 
 def _follow(image_id: str, *operations: str) -> dict[str, Any]:
@@ -171,11 +161,17 @@ def _follow(image_id: str, *operations: str) -> dict[str, Any]:
             "description": "The pending image, and where to PUT its bytes",
             "links": _follow("$response.body#/image/id", "confirm", "get", "download", "delete"),
         },
-        400: {"description": "The body is not UTF-8 JSON"},
-        409: {"description": "The image this Idempotency-Key created was deleted"},
-        413: {"description": "The storage quota has no room for it"},
-        422: {"description": "Invalid field, or an Idempotency-Key reused with another body"},
-        **_QUOTA,
+        **responses(
+            *_EVERY,
+            Code.INVALID_BODY,
+            Code.IMAGE_DELETED,
+            Code.UPLOAD_EXPIRED,
+            Code.QUOTA_BYTES,
+            Code.BODY_TOO_LARGE,
+            Code.IDEMPOTENCY_KEY_REUSED,
+            Code.QUOTA_IMAGES,
+            Code.RATE_LIMITED,
+        ),
     },
 )
 async def create_image(
@@ -206,16 +202,23 @@ async def create_image(
             "description": "The image, verified and ready",
             "links": _follow("$response.body#/id", "get", "download", "delete"),
         },
-        400: {"description": "The body is not valid multipart/form-data"},
-        409: {"description": "The image this Idempotency-Key created was deleted"},
-        413: {"description": "Over IMAGES_MAX_DIRECT_BYTES or the storage quota"},
-        422: {"description": "Not the image it claims, or an Idempotency-Key reused otherwise"},
-        **_QUOTA,
+        **responses(
+            *_EVERY,
+            Code.INVALID_BODY,
+            Code.IMAGE_DELETED,
+            Code.TOO_LARGE,
+            Code.QUOTA_BYTES,
+            Code.BODY_TOO_LARGE,
+            Code.INVALID_IMAGE,
+            Code.IDEMPOTENCY_KEY_REUSED,
+            Code.QUOTA_IMAGES,
+            Code.RATE_LIMITED,
+        ),
     },
 )
 async def upload_direct(
     *,
-    file: Annotated[UploadFile, File(description="JPEG, PNG, GIF, WebP, HEIC, HEIF or AVIF")],
+    file: Annotated[UploadFile, File(description=f"One of: {FORMAT_LABELS}")],
     user: UserId,
     service: Service,
     run: Run,
@@ -230,7 +233,7 @@ async def upload_direct(
     try:
         declared = CreateImageRequest(
             filename=file.filename or "",
-            content_type=_declared_type(file.content_type, data, service.settings.verify_max_bytes),
+            content_type=_declared_type(file.content_type, data),
             size=len(data) or 1,  # an empty file fails verification with a clear message
             title=title,
             description=description,
@@ -248,20 +251,14 @@ async def upload_direct(
 @router.post(
     "/{image_id}/confirm",
     name="confirm",
-    responses={
-        **_MISSING,
-        409: {"description": "Nothing uploaded yet"},
-        413: {"description": "Storage quota exceeded"},
-        422: {"description": "The uploaded bytes are not the declared image"},
-        **_QUOTA,
-    },
+    responses=responses(*_EVERY, Code.NOT_FOUND, Code.NOT_UPLOADED, Code.INVALID_IMAGE),
 )
 async def confirm_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Verify the uploaded bytes and make the image ready; safe to repeat."""
     return await run(service.confirm, user, image_id)
 
 
-@router.get("/{image_id}", name="get", responses=_MISSING)
+@router.get("/{image_id}", name="get", responses=responses(*_EVERY, Code.NOT_FOUND))
 async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Return one image's metadata."""
     return await run(service.get, user, image_id)
@@ -272,9 +269,8 @@ async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) 
     name="download",
     response_model=DownloadLink,
     responses={
-        **_MISSING,
         307: {"description": "Redirect to the presigned URL"},
-        409: {"description": "Not confirmed yet, or the variant is not ready (or failed)"},
+        **responses(*_EVERY, Code.NOT_FOUND, Code.NOT_READY, Code.REJECTED, Code.VARIANT_NOT_READY),
     },
 )
 async def download_image(
@@ -284,9 +280,12 @@ async def download_image(
     service: Service,
     run: Run,
     variant: Annotated[
-        Literal["original", "thumb", "preview"],
-        Query(description="The uploaded bytes, or a WebP variant once it is ready"),
-    ] = "original",
+        str,
+        Query(
+            description="The uploaded bytes, or a configured variant (IMAGES_VARIANTS) once "
+            "it is ready"
+        ),
+    ] = ORIGINAL,
     redirect: Annotated[bool, Query(description="Answer 307 to the URL instead of JSON")] = False,
 ) -> DownloadLink | RedirectResponse:
     """Return a short-lived presigned GET URL for the image's bytes or one of its variants."""
@@ -300,10 +299,7 @@ async def download_image(
     "",
     name="list",
     response_model=ImageList,
-    responses={
-        400: {"description": "The cursor is not one this API issued to you for this query"},
-        **_INVALID_REQUEST,
-    },
+    responses=responses(*_EVERY, Code.INVALID_CURSOR),
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
 async def list_images(
@@ -316,7 +312,12 @@ async def list_images(
     return Response(orjson.dumps(page), media_type="application/json")
 
 
-@router.delete("/{image_id}", name="delete", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{image_id}",
+    name="delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(*_EVERY),
+)
 async def delete_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Response:
     """Delete an image's bytes and record; 204 whether or not it existed."""
     await run(service.delete, user, image_id)

@@ -15,12 +15,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from app.config import Settings
-from app.confirmation import Superseded
-from app.errors import InvalidImage, NotFound, ServiceError, Unavailable
-from app.models import UNCONFIRMED, ImageRecord, Status
-from app.service import ImageService
+from app.domain.errors import InvalidImage, NotFound, ServiceError, Unavailable
+from app.domain.records import UNCONFIRMED, ImageRecord, Status
+from app.images.deletion import finish_delete
+from app.pipeline.confirmation import Confirmation, Superseded
+from app.pipeline.notifications import announcement
 from app.storage import Storage
 from app.storage.listing import SweepPosition
 from app.storage.resources import SWEEP_SHARDS
@@ -29,6 +31,7 @@ from app.storage.table import Usage
 log = logging.getLogger(__name__)
 
 RECONCILE_ATTEMPTS = 5
+SWEEP, BACKFILL = "sweep", "backfill"
 
 
 @dataclass
@@ -43,6 +46,12 @@ class SweepReport:
     backlog_shards: list[str] = field(default_factory=list)  # shards with work left
     started_at_shard: str = SWEEP_SHARDS[0]
     seconds: float = 0.0
+
+
+@dataclass
+class BackfillReport:
+    queued: int  # originals the worker was asked to make whatever they miss
+    complete: bool  # False: more are left, for the next run (it starts where this stopped)
 
 
 @dataclass(frozen=True)
@@ -60,27 +69,33 @@ class Reconciliation:
 class Maintenance:
     def __init__(
         self,
-        service: ImageService,
         storage: Storage,
         settings: Settings,
+        confirmation: Confirmation,
+        clock: Callable[[], datetime],
+        *,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._service = service
+        self._confirmation = confirmation
+        self.clock = clock
         self._storage = storage
         self._settings = settings
         self._monotonic = monotonic
         self._sleep = sleep
+
+    def _now(self) -> int:
+        return int(self.clock().timestamp())
 
     def sweep(self, seconds: float | None = None) -> SweepReport:
         """Finish due work for at most `seconds` (None: until nothing is due)."""
         began = self._monotonic()
         deadline = math.inf if seconds is None else began + seconds
         table, listing = self._storage.table, self._storage.listing
-        start = table.sweep_position() % len(SWEEP_SHARDS)
+        start = SWEEP_SHARDS.find(table.bookmark(SWEEP) or SWEEP_SHARDS[0]) % len(SWEEP_SHARDS)
         order = SWEEP_SHARDS[start:] + SWEEP_SHARDS[:start]
         report = SweepReport(started_at_shard=order[0])
-        now = self._service.now()
+        now = self._now()
         # Within one run each shard resumes after what it already read, so an item that
         # keeps failing is tried once per run, not forever.
         resume: dict[str, SweepPosition | None] = {}
@@ -109,7 +124,7 @@ class Maintenance:
         if stopped_at is not None:
             report.complete = False
             report.backlog_shards = sorted(open_shards)
-            table.save_sweep_position(SWEEP_SHARDS.index(stopped_at))
+            table.save_bookmark(SWEEP, stopped_at)
         report.seconds = self._monotonic() - began
         return report
 
@@ -131,7 +146,7 @@ class Maintenance:
                     abandoned_before=now,
                 )
                 if marked is not None:
-                    self._service.finish_delete(marked)
+                    finish_delete(self._storage, marked, now)
                     report.removed += 1
         except ServiceError as exc:
             report.failed += 1
@@ -145,7 +160,7 @@ class Maintenance:
         if upload is None:
             return False
         try:
-            self._service.confirmation.confirm(record, upload)
+            self._confirmation.confirm(record, upload)
         except InvalidImage:
             if record.status == Status.REJECTED:
                 return False  # refused before and past its grace: the upload is given up
@@ -156,6 +171,28 @@ class Maintenance:
             report.confirmed += 1
         return True
 
+    def backfill(self, most: int) -> BackfillReport:
+        """Ask the worker, through its own queue, to make whatever variants up to `most`
+        originals miss (new or changed definitions). Bounded and resumable: the next run
+        starts after the last original this one queued. The worker takes every message
+        as it takes S3's: one whose image lacks nothing is a redelivery (one GetItem)."""
+        objects, table = self._storage.objects, self._storage.table
+        queued, after = 0, table.bookmark(BACKFILL) or ""
+        while queued < most:
+            originals, after_these = objects.originals(after, min(1000, most - queued))
+            queued += self._storage.queue.send(
+                [
+                    announcement(self._settings.bucket, image_id, etag)
+                    for image_id, etag in originals
+                ]
+            )
+            if after_these is None:
+                table.save_bookmark(BACKFILL, None)
+                return BackfillReport(queued, complete=True)
+            after = after_these
+        table.save_bookmark(BACKFILL, after)
+        return BackfillReport(queued, complete=False)
+
     def reconcile(self, user_id: str) -> Reconciliation:
         """Recount a user's usage from their records and correct the counters if they
         drifted. The listing index is eventually consistent, so this counts only once the
@@ -163,14 +200,14 @@ class Maintenance:
         table = self._storage.table
         for _ in range(RECONCILE_ATTEMPTS):
             seen = table.usage(user_id)
-            wait = seen.changed_at + self._settings.reconcile_settle_seconds - self._service.now()
+            wait = seen.changed_at + self._settings.reconcile_settle_seconds - self._now()
             if wait > 0:
                 self._sleep(wait)
                 continue
             counted = self._count(user_id)
             if counted.counts() == seen.counts():
                 return Reconciliation(user_id, seen, counted, fixed=False)
-            if table.correct_usage(user_id, seen, counted, self._service.now()):
+            if table.correct_usage(user_id, seen, counted, self._now()):
                 log.warning("usage of %s drifted: %s, now %s", user_id, seen, counted)
                 return Reconciliation(user_id, seen, counted, fixed=True)
         raise Unavailable(f"The usage of {user_id} kept changing; retry")

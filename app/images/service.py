@@ -6,46 +6,43 @@ import logging
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.config import Settings
-from app.confirmation import Confirmation, Superseded
-from app.errors import (
+from app.domain.containers import Header
+from app.domain.errors import (
+    Code,
     Conflict,
     IdempotencyMismatch,
     InvalidImage,
+    InvalidRequest,
     TooLarge,
+    TooMany,
     image_not_found,
 )
-from app.filenames import content_disposition, download_name
-from app.models import (
-    UNCONFIRMED,
-    URL_FIELDS,
-    VARIANT_BOXES,
+from app.domain.filenames import content_disposition, download_name
+from app.domain.records import UNCONFIRMED, ImageRecord, Status, format_timestamp
+from app.images.cursors import CursorCodec
+from app.images.deletion import finish_delete
+from app.images.models import (
     CreateImageRequest,
     CreateImageResponse,
     DownloadLink,
     Image,
-    ImageRecord,
     ListQuery,
-    Status,
     UploadInstructions,
-    VariantStatus,
-    format_timestamp,
 )
-from app.pagination import CursorCodec
+from app.pipeline.confirmation import Confirmation, Superseded
 from app.storage import Storage
+from app.storage.items import JsonShape, to_item
 from app.storage.listing import ListFilter
-from app.storage.table import Replay, claim_for
+from app.storage.table import OverQuota, Replay, Usage, claim_for
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+ORIGINAL = "original"
 
 
 def fingerprint(request: CreateImageRequest, data: bytes | None = None) -> str:
@@ -62,20 +59,19 @@ class ImageService:
         self,
         storage: Storage,
         settings: Settings,
+        confirmation: Confirmation,
         cursors: CursorCodec,
-        clock: Clock | None = None,
+        clock: Clock,
     ) -> None:
+        self._storage = storage
         self._table = storage.table
         self._objects = storage.objects
         self._listing = storage.listing
         self._settings = self.settings = settings
+        self._confirmation = confirmation
         self._cursors = cursors
-        self.clock = clock or _utcnow
-        # Read at call time, so that a clock replaced later (tests, a bench) applies too.
-        self.confirmation = Confirmation(storage, settings, lambda: self.clock())  # noqa: PLW0108
-
-    def now(self) -> int:
-        return int(self.clock().timestamp())
+        self._clock = clock
+        self._json = JsonShape(settings.variants)
 
     def _owned(self, user_id: str, image_id: str) -> ImageRecord:
         record = self._table.get(image_id)
@@ -92,7 +88,7 @@ class ImageService:
         # The API refuses a size over the published maximum first, as a field out of range.
         if request.size > self._settings.largest_upload:
             raise TooLarge(f"size {request.size} exceeds {self._settings.largest_upload} bytes")
-        moment = self.clock()
+        moment = self._clock()
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request), moment
         )
@@ -104,13 +100,14 @@ class ImageService:
             ttl = min(ttl, math.floor(record.due_at - moment.timestamp()))
             if ttl < 1:
                 raise Conflict(
-                    "The upload this Idempotency-Key started has run out of time; use a new key"
+                    "The upload this Idempotency-Key started has run out of time; use a new key",
+                    code=Code.UPLOAD_EXPIRED,
                 )
         url, headers = self._objects.presign_put(record.id, record.content_type, record.size, ttl)
         upload = UploadInstructions(
             url=url, headers=headers, expires_at=moment + timedelta(seconds=ttl)
         )
-        return CreateImageResponse(image=record.public(), upload=upload), replayed
+        return CreateImageResponse(image=self._image(record), upload=upload), replayed
 
     def upload_direct(
         self,
@@ -125,16 +122,14 @@ class ImageService:
         limit = self._settings.largest_direct_upload
         if len(data) > limit:
             raise TooLarge(f"size {len(data)} exceeds the limit of {limit} bytes")
-        dims = self.confirmation.verify(
-            data[: self._settings.verify_max_bytes], request, len(data), ""
-        )
+        dims = self._confirmation.verify(Header(data, len(data)), request, "")
         record, replayed = self._register(
-            user_id, request, idempotency_key, fingerprint(request, data), self.clock()
+            user_id, request, idempotency_key, fingerprint(request, data), self._clock()
         )
         if record.status != Status.READY:
             # Already there when a replay follows an attempt that stopped after the PUT.
             self._objects.put(record.id, data, record.content_type)
-            record = self.confirmation.mark_ready(record, dims)
+            record = self._confirmation.mark_ready(record, dims)
         return self._image(record), replayed
 
     def _register(
@@ -167,6 +162,8 @@ class ImageService:
             claim = claim_for(user_id, idempotency_key, request_fingerprint, expires)
         try:
             self._table.reserve(record, now, claim)
+        except OverQuota as over:
+            raise self._quota_refusal(over.usage, record.size) from over
         except Replay as replay:
             if replay.fingerprint != request_fingerprint:
                 raise IdempotencyMismatch(
@@ -175,10 +172,37 @@ class ImageService:
             earlier = self._table.get(replay.target)
             if earlier is None or earlier.status == Status.DELETING:
                 raise Conflict(
-                    "The image this Idempotency-Key created has been deleted; use a new key"
+                    "The image this Idempotency-Key created has been deleted; use a new key",
+                    code=Code.IMAGE_DELETED,
                 ) from replay
             return earlier, True
         return record, False
+
+    def _quota_refusal(self, usage: Usage, size: int) -> TooMany | TooLarge:
+        """Which of the user's limits an upload of `size` would pass, said plainly."""
+        limits = self._settings
+        if usage.images >= limits.max_images_per_user:
+            return TooMany(
+                f"Image quota reached: {limits.max_images_per_user} images per user, "
+                "unconfirmed uploads included; delete some to make room",
+                code=Code.QUOTA_IMAGES,
+            )
+        if usage.bytes + size > limits.max_bytes_per_user:
+            return TooLarge(
+                f"Storage quota exceeded: {size} more bytes would pass "
+                f"{limits.max_bytes_per_user} bytes per user",
+                code=Code.QUOTA_BYTES,
+            )
+        if usage.pending >= limits.max_pending_uploads:
+            what = f"Too many unconfirmed uploads: at most {limits.max_pending_uploads} at once"
+        else:
+            what = f"Too many bytes in unconfirmed uploads: at most {limits.max_pending_bytes}"
+        # Slots free as the user's own uploads are confirmed: waiting helps.
+        return TooMany(
+            f"{what}. Finish (or abandon) some and retry",
+            code=Code.RATE_LIMITED,
+            retry_after=limits.pending_retry_after_seconds,
+        )
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
@@ -191,10 +215,11 @@ class ImageService:
                 if current.status == Status.REJECTED:
                     raise InvalidImage(current.reason or "The uploaded bytes were refused")
                 raise Conflict(
-                    "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm"
+                    "Nothing uploaded yet: PUT the bytes to the upload URL, then confirm",
+                    code=Code.NOT_UPLOADED,
                 )
             try:
-                record = self.confirmation.confirm(record, upload)
+                record = self._confirmation.confirm(record, upload)
             except Superseded:
                 # These bytes were refused, but another confirm made the image ready with
                 # others (or it was deleted): answer what the image is now.
@@ -202,52 +227,55 @@ class ImageService:
         return self._image(record)
 
     def _image(self, record: ImageRecord) -> Image:
-        return Image.model_validate(self.public([record])[0])
-
-    def public(self, records: list[ImageRecord]) -> list[dict[str, Any]]:
-        """Records as their owner sees them, URLs included."""
-        return self._signed([record.public() for record in records])
+        return Image.model_validate(self._signed([self._json.image(to_item(record))])[0])
 
     def _signed(self, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Images' JSON with short-lived URLs of their ready variants, filled in place
-        (signed together: a page of them costs a fraction of a millisecond)."""
-        wanted = [
-            (image["id"], name)
+        where JsonShape left each one's key (signed together: a page of them costs a
+        fraction of a millisecond)."""
+        ready = [
+            variant
             for image in images
-            for name in VARIANT_BOXES
-            if image["variants"][name]["status"] == VariantStatus.READY
+            for variant in image["variants"].values()
+            if variant["url"] is not None
         ]
-        urls = self._objects.variant_urls(wanted, self._settings.download_url_ttl_seconds)
-        by_id = {image["id"]: image for image in images}
-        for (image_id, name), url in zip(wanted, urls, strict=True):
-            by_id[image_id][URL_FIELDS[name]] = url
+        urls = self._objects.variant_urls(
+            [variant["url"] for variant in ready], self._settings.download_url_ttl_seconds
+        )
+        for variant, url in zip(ready, urls, strict=True):
+            variant["url"] = url
         return images
 
     def get(self, user_id: str, image_id: str) -> Image:
         return self._image(self._owned(user_id, image_id))
 
-    def download(self, user_id: str, image_id: str, variant: str = "original") -> DownloadLink:
+    def download(self, user_id: str, image_id: str, variant: str = ORIGINAL) -> DownloadLink:
+        if variant != ORIGINAL and variant not in self._settings.variants:
+            valid = ", ".join([ORIGINAL, *self._settings.variants])
+            raise InvalidRequest(f"No variant {variant!r}: one of {valid}")
         record = self._owned(user_id, image_id)
         if record.status == Status.REJECTED:
-            raise Conflict(f"The upload was refused: {record.reason}")
+            raise Conflict(f"The upload was refused: {record.reason}", code=Code.REJECTED)
         if record.status != Status.READY:
-            raise Conflict("The image is not confirmed yet")
+            raise Conflict("The image is not confirmed yet", code=Code.NOT_READY)
         ttl = self._settings.download_url_ttl_seconds
-        if variant == "original":
+        if variant == ORIGINAL:
             name = download_name(record.filename, record.content_type)
             url = self._objects.presign_get(
                 image_id, record.content_type, content_disposition(name), ttl
             )
         else:
-            state = record.variant(variant)
-            if state.status != VariantStatus.READY:
-                why = f": {state.reason}" if state.reason else ", retry in a few seconds"
-                raise Conflict(f"The {variant} is {state.status}{why}")
-            url = self._objects.variant_urls([(image_id, variant)], ttl)[0]
-        return DownloadLink(url=url, expires_at=self.clock() + timedelta(seconds=ttl))
+            made = self._json.variants(image_id, _variants_item(record))[variant]
+            if made["url"] is None:
+                why = f": {made['reason']}" if made["reason"] else ", retry in a few seconds"
+                raise Conflict(
+                    f"The {variant} is {made['status']}{why}", code=Code.VARIANT_NOT_READY
+                )
+            url = self._objects.variant_urls([made["url"]], ttl)[0]
+        return DownloadLink(url=url, expires_at=self._clock() + timedelta(seconds=ttl))
 
     def list(self, user_id: str, query: ListQuery) -> dict[str, Any]:
-        """One page, as the JSON of ImageList (built directly from the items: image_json)."""
+        """One page, as the JSON of ImageList (built directly from the items)."""
         where = ListFilter(
             status=query.status,
             content_type=query.content_type,
@@ -268,14 +296,14 @@ class ImageService:
         """Hide, then remove bytes, then remove the record (giving its quota back): a
         crash at any step leaves a hidden record that a retried DELETE (or the sweep)
         finishes; never a listed image without bytes, never bytes without a record."""
-        now = self.now()
+        now = int(self._clock().timestamp())
         marked = self._table.mark_deleting(
             image_id, user_id, due_at=now + self._settings.finish_grace_seconds
         )
         if marked is not None:
-            self.finish_delete(marked)
+            finish_delete(self._storage, marked, now)
 
-    def finish_delete(self, marked: ImageRecord) -> None:
-        """Steps 2 and 3 of a delete, for a record already marked; safe to repeat."""
-        self._objects.delete(marked.id)
-        self._table.delete_record(marked, self.now())
+
+def _variants_item(record: ImageRecord) -> dict[str, Any]:
+    """A record's variants as its item holds them (what JsonShape reads)."""
+    return to_item(record).get("variants", {"M": {}})["M"]  # type: ignore[return-value]

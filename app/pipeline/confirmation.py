@@ -6,15 +6,31 @@ them, so they never disagree or count twice."""
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from app.config import Settings
-from app.errors import InvalidImage, Unavailable, image_not_found
-from app.imaging import Dimensions, HeaderTooShort, inspect_image
-from app.models import CreateImageRequest, ImageRecord, Status, format_timestamp
+from app.domain import formats
+from app.domain.containers import Dimensions, Header, NeedsBytes
+from app.domain.errors import InvalidImage, Unavailable, image_not_found
+from app.domain.formats import HeaderTooShort
+from app.domain.records import ImageRecord, Status, format_timestamp
 from app.storage import Storage
 from app.storage.objects import UploadedObject
 
 log = logging.getLogger(__name__)
+
+# Reads a check may ask for past the first bytes (a longer prefix, a TIFF's directory).
+MOST_EXTRA_READS = 4
+
+
+class Declared(Protocol):
+    """What the client said it uploads: a record, or a direct upload's request."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def content_type(self) -> str: ...
 
 
 class Superseded(Exception):
@@ -29,20 +45,14 @@ class Confirmation:
         self._settings = settings
         self._clock = clock
 
-    def verify(
-        self,
-        head: bytes,
-        declared: ImageRecord | CreateImageRequest,
-        total_size: int,
-        stored_type: str,
-    ) -> Dimensions:
+    def verify(self, header: Header, declared: Declared, stored_type: str) -> Dimensions:
         """The bytes are the declared size and type, and not absurdly many pixels.
-        HeaderTooShort: `head` ends before the header does."""
-        if total_size != declared.size:
-            raise InvalidImage(f"Uploaded {total_size} bytes but declared {declared.size}")
+        HeaderTooShort or NeedsBytes: read further and ask again."""
+        if header.size != declared.size:
+            raise InvalidImage(f"Uploaded {header.size} bytes but declared {declared.size}")
         if stored_type and stored_type != declared.content_type:
             raise InvalidImage(f"Uploaded as {stored_type} but declared {declared.content_type}")
-        dims = inspect_image(head, declared.content_type, total_size)
+        dims = formats.inspect(header, declared.content_type)
         if dims.width * dims.height > self._settings.max_pixels:
             raise InvalidImage(
                 f"{dims.width}x{dims.height} is more than {self._settings.max_pixels} pixels"
@@ -62,24 +72,39 @@ class Confirmation:
         return self.mark_ready(record, dims)
 
     def _dimensions(self, record: ImageRecord, upload: UploadedObject) -> Dimensions:
-        """Verify, reading further when a header (a large ICC profile, XMP, EXIF) runs
-        past the bytes read so far: up to `verify_max_bytes`, a few ranged reads."""
+        """Verify, reading further when the header asks for it: a longer prefix (a large
+        colour profile, XMP, EXIF before a JPEG's frame header), or a window further in
+        (a TIFF's directory, after the image data). Bounded: at most MOST_EXTRA_READS
+        reads, none past `verify_max_bytes` from the start, each of the bytes first read
+        (If-Match their ETag)."""
         most = self._settings.verify_max_bytes
-        while True:
+        data, windows = upload.data[:most], dict[int, bytes]()
+        for _ in range(MOST_EXTRA_READS + 1):
             try:
                 return self.verify(
-                    upload.data[:most], record, upload.total_size, upload.content_type
+                    Header(data, upload.total_size, windows), record, upload.content_type
                 )
-            except HeaderTooShort:
-                if upload.whole or len(upload.data) >= most:
+            except HeaderTooShort as short:
+                if len(data) >= most:
                     raise InvalidImage(
                         f"The {record.content_type} header runs past the first {most} bytes"
-                    ) from None
-            longer = self._objects.read_prefix(record.id, min(most, 8 * len(upload.data)))
-            if longer is None or longer.etag != upload.etag:
+                    ) from short
+                offset, length = 0, min(most, 8 * len(data))
+            except NeedsBytes as wanted:
+                offset, length = wanted.offset, wanted.length
+            more = (
+                upload.data[offset : offset + length]
+                if upload.whole
+                else self._objects.read_range(record.id, upload.etag, offset, length)
+            )
+            if more is None:
                 # Deleted or replaced between two reads: nothing to judge; retry.
                 raise Unavailable("The uploaded bytes changed while they were checked; retry")
-            upload = longer
+            if offset == 0:
+                data = more
+            else:
+                windows[offset] = more
+        raise InvalidImage(f"The {record.content_type} header asks for too many reads")
 
     def _reject(self, record: ImageRecord, upload: UploadedObject, reason: str) -> bool:
         """Reason first, bytes second: a failure in between leaves the reason with the bad

@@ -1,10 +1,11 @@
-"""AWS Lambda entry point of the API function: `app.lambda_handler.handler`.
+"""AWS Lambda entry point of the API function: `app.http.lambda_handler.handler`.
 
 A dispatch table of the event kinds this function receives (as Mangum picks its own
 handler per HTTP event shape): API Gateway (REST v1, HTTP API v2) and function URL
 requests go through Mangum to the same app uvicorn serves; EventBridge's schedule runs
 the sweep. Everything is built once per cold start; AWS clients on first use. The
-worker is another function (`app.worker.handler`): nothing here imports imaging code.
+worker is another function (app/pipeline/lambda_handler.py): nothing here imports
+imaging code.
 """
 
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from mangum import Mangum
 from mangum.types import ASGI
 from starlette.types import Receive, Scope, Send
 
+from app.composition import build
 from app.config import Settings
-from app.main import create_app
+from app.http.app import create_app
 from app.tracing import enable_xray
 
 # Leave this much of the invocation's time to report back before Lambda stops it.
@@ -39,7 +41,8 @@ def _served_under(root_path: str, asgi: ASGI) -> ASGI:
 settings = Settings()
 if settings.xray:
     enable_xray()
-app = create_app(settings)
+services = build(settings)
+app = create_app(services=services)
 asgi_handler = Mangum(
     _served_under(settings.api_base_path, app) if settings.api_base_path else app,
     lifespan="off",
@@ -49,7 +52,7 @@ asgi_handler = Mangum(
 
 def _sweep(_event: Event, context: Any) -> dict[str, Any]:
     budget = context.get_remaining_time_in_millis() / 1000 - SWEEP_MARGIN_SECONDS
-    return asdict(app.state.maintenance.sweep(seconds=max(budget, 1)))
+    return asdict(services.maintenance.sweep(seconds=max(budget, 1)))
 
 
 def _http(event: Event, context: Any) -> dict[str, Any]:

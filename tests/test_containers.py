@@ -1,10 +1,17 @@
-"""The header parser that decides whether bytes are really the declared image."""
+"""The container checks that decide whether bytes are really the declared image."""
 
 import pytest
 
-from app.errors import InvalidImage
-from app.imaging import Dimensions, inspect_image
+from app.domain.containers import Dimensions, Header
+from app.domain.errors import InvalidImage
+from app.domain.formats import inspect
 from tests.imagefiles import FORMATS, isobmff, make_image
+
+
+def inspect_image(prefix: bytes, content_type: str, total_size: int) -> Dimensions:
+    """The dimensions the check for `content_type` reads from the first bytes."""
+    return inspect(Header(prefix, total_size), content_type)
+
 
 TYPES = list(FORMATS)
 

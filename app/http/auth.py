@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
-from app.errors import Unauthorized
+from app.domain.errors import Unauthorized
 
 ALGORITHM = "HS256"
 MAX_SUBJECT_LENGTH = 256

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 
-from app.errors import BadCursor
+from app.domain.errors import BadCursor
 from app.storage.listing import ListFilter, ListPosition
 
 _MAC_BYTES = 16
