@@ -190,8 +190,11 @@ def create(client: TestClient) -> Uploader:
     return _create
 
 
+PutBytes = Callable[[str, bytes, str], None]
+
+
 @pytest.fixture
-def put_bytes(clients: AwsClients, settings: Settings) -> Callable[[str, bytes, str], None]:
+def put_bytes(clients: AwsClients, settings: Settings) -> PutBytes:
     """What the client's presigned PUT does (the headers it is signed with), written
     straight to (mocked) S3."""
 

@@ -9,17 +9,13 @@ import zlib
 import pillow_heif
 from PIL import Image
 
+from app.domain.formats import FORMATS as ACCEPTED
+
 pillow_heif.register_heif_opener()  # HEIC/HEIF; Pillow itself reads and writes AVIF
 
-FORMATS = {
-    "image/png": "PNG",
-    "image/jpeg": "JPEG",
-    "image/gif": "GIF",
-    "image/webp": "WEBP",
-    "image/heic": "HEIF",
-    "image/heif": "HEIF",
-    "image/avif": "AVIF",
-}
+# Every accepted format, as Pillow writes it: the service's own table, so a format added
+# there is made, uploaded, confirmed and rendered by every test that goes through them.
+FORMATS = {format_.content_type: format_.decoder for format_ in ACCEPTED}
 
 
 def make_image(
@@ -155,3 +151,54 @@ def jpeg_with_a_thumbnail_inside() -> bytes:
     data, thumbnail = outer.getvalue(), b"Exif\0\0" + inner.getvalue()
     app1 = b"\xff\xe1" + struct.pack(">H", len(thumbnail) + 2) + thumbnail
     return data[:2] + app1 + data[2:]
+
+
+def tiff(
+    width: int = 40,
+    height: int = 30,
+    order: str = "<",
+    directory_last: bool = False,
+    orientation: int | None = None,
+) -> bytes:
+    """An uncompressed RGB TIFF, written by hand to choose what writers differ in: byte
+    order (II or MM), and where the directory sits (libtiff writes it after the image
+    data, at the end of the file; Pillow before)."""
+    pixels = bytes(range(256)) * (width * height * 3 // 256 + 1)
+    pixels = pixels[: width * height * 3]
+    bits = struct.pack(f"{order}HHH", 8, 8, 8)
+    entries = [
+        (256, 4, 1, width),  # ImageWidth, LONG
+        (257, 4, 1, height),  # ImageLength
+        (258, 3, 3, None),  # BitsPerSample: 8, 8, 8 (stored apart: six bytes)
+        (259, 3, 1, 1),  # Compression: none
+        (262, 3, 1, 2),  # PhotometricInterpretation: RGB
+        (273, 4, 1, None),  # StripOffsets
+        *([(274, 3, 1, orientation)] if orientation else []),
+        (277, 3, 1, 3),  # SamplesPerPixel
+        (278, 4, 1, height),  # RowsPerStrip
+        (279, 4, 1, len(pixels)),  # StripByteCounts
+    ]
+    directory_size = 2 + 12 * len(entries) + 4
+    if directory_last:
+        bits_at, pixels_at = 8, 8 + len(bits)
+        directory_at = pixels_at + len(pixels)
+    else:
+        directory_at = 8
+        bits_at = directory_at + directory_size
+        pixels_at = bits_at + len(bits)
+    directory = struct.pack(f"{order}H", len(entries))
+    placed = {258: bits_at, 273: pixels_at}
+    for tag, kind, count, given in entries:
+        value = placed.get(tag, given)
+        packed = (
+            struct.pack(f"{order}H", value) + b"\0\0"
+            if kind == 3 and count == 1
+            else (struct.pack(f"{order}I", value))
+        )
+        directory += struct.pack(f"{order}HHI", tag, kind, count) + packed
+    directory += b"\0\0\0\0"  # no next directory
+    byte_order = b"II" if order == "<" else b"MM"
+    header = byte_order + struct.pack(f"{order}HI", 42, directory_at)
+    if directory_last:
+        return header + bits + pixels + directory
+    return header + directory + bits + pixels

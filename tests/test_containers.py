@@ -1,11 +1,13 @@
 """The container checks that decide whether bytes are really the declared image."""
 
+import struct
+
 import pytest
 
-from app.domain.containers import Dimensions, Header
+from app.domain.containers import Dimensions, Header, NeedsBytes
 from app.domain.errors import InvalidImage
 from app.domain.formats import inspect
-from tests.imagefiles import FORMATS, isobmff, make_image
+from tests.imagefiles import FORMATS, isobmff, make_image, tiff
 
 
 def inspect_image(prefix: bytes, content_type: str, total_size: int) -> Dimensions:
@@ -71,6 +73,7 @@ MAGIC = {
     "image/heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
     "image/heif": b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic",
     "image/avif": b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif",
+    "image/tiff": b"II*\x00\x08\x00\x00\x00",  # the first directory right after
 }
 TAILS = {
     "zeros": b"\0" * 4096,
@@ -159,3 +162,57 @@ def test_inspect_refuses_heif_whose_meta_lies_beyond_the_prefix() -> None:
 
     with pytest.raises(InvalidImage):
         inspect_image(data[:40], "image/heic", len(data))
+
+
+# --- TIFF: the size from the first directory, wherever the writer put it ---------------
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+def test_tiff_in_either_byte_order_gives_its_size(order: str) -> None:
+    data = tiff(123, 45, order=order)
+
+    assert inspect_image(data[:1024], "image/tiff", len(data)) == Dimensions(123, 45)
+
+
+def test_tiff_whose_directory_follows_the_image_data_asks_for_it() -> None:
+    """What libtiff writes: the directory at the end, past the first bytes read."""
+    data = tiff(640, 480, directory_last=True)
+    offset = struct.unpack_from("<I", data, 4)[0]
+
+    with pytest.raises(NeedsBytes) as asked:
+        inspect_image(data[:1024], "image/tiff", len(data))
+    window = data[asked.value.offset : asked.value.offset + asked.value.length]
+    dims = inspect(Header(data[:1024], len(data), {asked.value.offset: window}), "image/tiff")
+
+    assert asked.value.offset == offset
+    assert dims == Dimensions(640, 480)
+
+
+def test_tiff_turned_a_quarter_gives_its_size_upright() -> None:
+    data = tiff(400, 300, orientation=6)
+
+    assert inspect_image(data, "image/tiff", len(data)) == Dimensions(300, 400)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"II*\0" + struct.pack("<I", 10**9) + b"\0" * 100,  # a directory past the file
+        b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 60000) + b"\0" * 100,
+        b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 0) + b"\0" * 100,
+        b"II+\0" + struct.pack("<HHQ", 8, 0, 16) + b"\0" * 100,  # BigTIFF
+        tiff()[:8] + tiff()[8:].replace(struct.pack("<HHI", 256, 4, 1), b"\0" * 8, 1),
+        b"MM\0*" + b"\0" * 100,
+    ],
+    ids=[
+        "directory-outside",
+        "too-many-entries",
+        "no-entries",
+        "bigtiff",
+        "no-width",
+        "no-directory",
+    ],
+)
+def test_tiff_that_cannot_be_bounded_or_read_is_refused(data: bytes) -> None:
+    with pytest.raises(InvalidImage):
+        inspect_image(data, "image/tiff", len(data))

@@ -88,8 +88,8 @@ def test_confirmed_image_stays_in_sweep_index_until_finished(
 
     after_grace = app.state.services.maintenance.sweep()
 
-    assert (before_grace.finished, still_due) == (0, [image["id"]])
-    assert (after_grace.finished, after_grace.removed) == (1, 0)
+    assert (before_grace.released, still_due) == (0, [image["id"]])
+    assert (after_grace.released, after_grace.removed) == (1, 0)
     assert stores.sweep_index() == []
     assert "due_at" not in (stores.record(image["id"]) or {})
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from app.config import Settings
+from app.domain.variants import DEFAULT_VARIANTS, VariantSpec
 from app.http.app import create_app
 from app.http.routes import IDEMPOTENCY_HEADER, REPLAYED
 from app.storage.resources import (
@@ -264,10 +265,17 @@ def test_both_functions_check_uploads_against_the_same_limits(deployed: dict[str
     worker = deployed["WorkerFunction"]["Properties"]["Environment"]["Variables"]
     shared = set(api) & set(worker)
 
-    assert {"IMAGES_MAX_UPLOAD_BYTES", "IMAGES_MAX_PIXELS", "IMAGES_BUCKET"} <= shared
+    assert {"IMAGES_MAX_UPLOAD_BYTES", "IMAGES_MAX_PIXELS", "IMAGES_VARIANTS"} <= shared
     assert {name: api[name] for name in shared} == {name: worker[name] for name in shared}
     assert api["IMAGES_MAX_UPLOAD_BYTES"] == {"Ref": "MaxUploadBytes"}
     assert api["IMAGES_MAX_PIXELS"] == {"Ref": "MaxPixels"}
+    assert api["IMAGES_VARIANTS"] == {"Ref": "Variants"}
+
+
+def test_the_default_variant_set_is_the_codes(template: dict[str, Any]) -> None:
+    default = json.loads(template["Parameters"]["Variants"]["Default"])
+
+    assert {name: VariantSpec(**spec) for name, spec in default.items()} == DEFAULT_VARIANTS
 
 
 def test_queue_takes_notifications_from_this_stacks_bucket_only(

@@ -431,15 +431,19 @@ _MAX_TIFF_ENTRIES = 512
 _MAX_IFD_BYTES = 2 + 12 * _MAX_TIFF_ENTRIES + 4
 
 
-def _directory(header: Header, offset: int) -> bytes:
-    """The bytes of the directory at `offset`: within the first bytes, or a window read
-    for it (writers such as libtiff put it after the image data, at the end)."""
-    end = min(offset + _MAX_IFD_BYTES, header.size)
+def _directory_bytes(header: Header, offset: int, length: int) -> bytes:
+    """`length` bytes of the directory at `offset`: within the first bytes, or from a
+    window read for it (writers such as libtiff put it after the image data, at the
+    end). Asked for once, as much as any directory may take."""
+    end = min(offset + length, header.size)
     if end <= len(header.data):
         return header.data[offset:end]
-    if offset in header.windows:
-        return header.windows[offset]
-    raise NeedsBytes(offset, end - offset)
+    window = header.windows.get(offset)
+    if window is not None and len(window) >= end - offset:
+        return window[: end - offset]
+    if offset < len(header.data):
+        raise Truncated("the directory runs past the first bytes")  # a longer prefix does
+    raise NeedsBytes(offset, min(_MAX_IFD_BYTES, header.size - offset))
 
 
 def tiff(header: Header) -> Dimensions:
@@ -449,11 +453,10 @@ def tiff(header: Header) -> Dimensions:
     order, first = _tiff_header(header.data)
     if not 8 <= first < header.size:
         raise Malformed("the first directory lies outside the file")
-    directory = _directory(header, first)
-    (count,) = struct.unpack_from(f"{order}H", directory, 0)
+    (count,) = struct.unpack(f"{order}H", _directory_bytes(header, first, 2))
     if not 1 <= count <= _MAX_TIFF_ENTRIES:
         raise Malformed("a directory of no or too many entries")
-    entries = _tiff_entries(directory, 0, order)
+    entries = _tiff_entries(_directory_bytes(header, first, 2 + 12 * count), 0, order)
     width, height = entries.get(_IMAGE_WIDTH), entries.get(_IMAGE_LENGTH)
     if not width or not height:
         raise Malformed("no ImageWidth or ImageLength")

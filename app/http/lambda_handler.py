@@ -5,7 +5,7 @@ handler per HTTP event shape): API Gateway (REST v1, HTTP API v2) and function U
 requests go through Mangum to the same app uvicorn serves; EventBridge's schedule runs
 the sweep. Everything is built once per cold start; AWS clients on first use. The
 worker is another function (app/pipeline/lambda_handler.py): nothing here imports
-imaging code.
+Pillow.
 """
 
 from collections.abc import Callable

@@ -39,7 +39,7 @@ class SweepReport:
     removed: int = 0  # abandoned uploads and stalled deletes, gone from both stores
     confirmed: int = 0  # uploads whose bytes came in time but nobody confirmed: now ready
     rejected: int = 0  # such uploads whose bytes failed confirm's checks
-    finished: int = 0  # ready images whose follow-up the sweep completed
+    released: int = 0  # ready images retagged and let go of (their variants may wait)
     failed: int = 0  # items that could not be handled this time; the next run retries
     due_seen: int = 0  # due items read from the index
     complete: bool = True  # False: time ran out with due work left
@@ -114,7 +114,7 @@ class Maintenance:
                     if self._monotonic() >= deadline:
                         stopped_at = shard
                         break
-                    self._finish(record, now, report)
+                    self._settle(record, now, report)
                 if stopped_at is not None:
                     break
                 if after is None:
@@ -128,14 +128,14 @@ class Maintenance:
         report.seconds = self._monotonic() - began
         return report
 
-    def _finish(self, record: ImageRecord, now: int, report: SweepReport) -> None:
+    def _settle(self, record: ImageRecord, now: int, report: SweepReport) -> None:
         try:
             if record.status == Status.READY:
                 # Confirmed, but nothing reported its follow-up done: retag (idempotent)
                 # before the lifecycle rule could reap it, then release it.
                 self._storage.objects.tag_ready(record.id)
                 self._storage.table.release(record.id)
-                report.finished += 1
+                report.released += 1
             elif record.status in UNCONFIRMED and self._confirm_late(record, report):
                 return
             else:
