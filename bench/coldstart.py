@@ -1,6 +1,8 @@
 """Cold start: wall time of fresh processes (interleaved) that import a handler and serve
 one API Gateway v2 event with DynamoDB stubbed: the service's Lambda handler against
-bare FastAPI + Mangum + boto3 S3 and DynamoDB clients. Also the runtime footprint."""
+bare FastAPI + Mangum + boto3 S3 and DynamoDB clients. The worker function's the same
+way (bench/cold.py), before and after it stopped importing FastAPI, against boto3 and
+Pillow. Also the runtime footprint."""
 
 import os
 import statistics
@@ -46,6 +48,11 @@ def run(runs: int = 15) -> dict[str, Any]:
         times["xray"].append(_one("app", xray_env))
     service, floor = statistics.median(times["service"]), statistics.median(times["floor"])
     xray = statistics.median(times["xray"])
+    workers: dict[str, list[float]] = {"worker": [], "worker-with-fastapi": [], "worker-floor": []}
+    for _ in range(runs):
+        for kind, measured in workers.items():
+            measured.append(_one(kind, env))
+    worker = {kind: statistics.median(measured) * 1000 for kind, measured in workers.items()}
     return {
         "runs": runs,
         "service_ms": service * 1000,
@@ -54,6 +61,10 @@ def run(runs: int = 15) -> dict[str, Any]:
         "xray_ms": xray * 1000,
         "xray_extra_ms": (xray - service) * 1000,
         "footprint": footprint(),
+        "worker_ms": worker["worker"],
+        "worker_with_fastapi_ms": worker["worker-with-fastapi"],
+        "worker_floor_ms": worker["worker-floor"],
+        "worker_ratio": worker["worker"] / worker["worker-floor"],
     }
 
 

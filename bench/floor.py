@@ -21,6 +21,7 @@ IMAGE = {
     "content_type": "image/png",
     "size": 1234,
     "status": "ready",
+    "reason": None,
     "title": None,
     "description": None,
     "tags": [],
@@ -30,11 +31,17 @@ IMAGE = {
     "height": 24,
     "placeholder": None,
     "variants": {
-        name: {"status": "pending", "width": None, "height": None, "bytes": None, "reason": None}
+        name: {
+            "status": "pending",
+            "content_type": "image/webp",
+            "width": None,
+            "height": None,
+            "bytes": None,
+            "reason": None,
+            "url": None,
+        }
         for name in ("thumb", "preview")
     },
-    "thumb_url": None,
-    "preview_url": None,
 }
 
 

@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from app.domain.errors import Code
 from app.http import routes as api
+from app.http.problems import STATUS
 from app.images.models import ListQuery
 from app.storage.clients import AwsClients
 from tests.conftest import refusal
@@ -96,6 +98,52 @@ def test_openapi_links_lead_from_create_to_the_image_operations(client: TestClie
     assert {link["parameters"]["image_id"] for link in links.values()} == {
         "$response.body#/image/id"
     }
+
+
+def test_openapi_declares_the_problem_model_for_every_error_status(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    errors = {
+        (method, path, status): response["content"]["application/json"]["schema"]["$ref"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+    }
+    assert len(errors) > 30
+    assert set(errors.values()) == {"#/components/schemas/Problem"}
+
+
+def test_openapi_enumerates_every_code(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+
+    assert schemas["Problem"]["properties"]["code"] == {"$ref": "#/components/schemas/Code"}
+    assert schemas["Code"]["enum"] == [code.value for code in Code]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("post", "/images", Code.QUOTA_IMAGES),
+        ("post", "/images", Code.QUOTA_BYTES),
+        ("post", "/images", Code.IDEMPOTENCY_KEY_REUSED),
+        ("post", "/images", Code.UPLOAD_EXPIRED),
+        ("post", "/images/direct", Code.TOO_LARGE),
+        ("post", "/images/direct", Code.INVALID_IMAGE),
+        ("get", "/images", Code.INVALID_CURSOR),
+        ("post", "/images/{image_id}/confirm", Code.NOT_UPLOADED),
+        ("get", "/images/{image_id}", Code.NOT_FOUND),
+        ("get", "/images/{image_id}/download", Code.VARIANT_NOT_READY),
+        ("get", "/images/{image_id}/download", Code.REJECTED),
+        ("delete", "/images/{image_id}", Code.UNAUTHORIZED),
+    ],
+)
+def test_openapi_names_each_code_a_route_answers_under_its_status(
+    client: TestClient, method: str, path: str, code: Code
+) -> None:
+    responses = client.get("/openapi.json").json()["paths"][path][method]["responses"]
+
+    assert f"`{code}`" in responses[str(STATUS[code])]["description"]
 
 
 def test_openapi_declares_bearer_auth(client: TestClient) -> None:

@@ -81,6 +81,17 @@ def test_bench_measures_every_endpoint_and_scenario(
     assert results["cold_start"]["ratio"] > 0  # type: ignore[index]
 
 
+def test_bench_reports_the_worker_cold_start_before_and_after(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    out, results = report
+
+    cold = results["cold_start"]  # type: ignore[index]
+    assert cold["worker_ms"] > 0 and cold["worker_floor_ms"] > 0
+    assert cold["worker_with_fastapi_ms"] > 0
+    assert "| worker | before | floor |" in (out / "benchmarks.md").read_text()
+
+
 def test_bench_worker_measures_every_image_against_the_floor(
     report: tuple[Path, dict[str, object]],
 ) -> None:

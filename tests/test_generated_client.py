@@ -57,7 +57,7 @@ def test_generated_client_names_operations_readably(generated: Path) -> None:
     ]
 
 
-def test_generated_client_runs_the_whole_flow(
+def test_generated_client_runs_the_whole_flow_branching_on_codes(
     generated: Path, api: httpx.Client, tmp_path: Path
 ) -> None:
     image = tmp_path / "g.png"
@@ -80,6 +80,7 @@ def test_generated_client_runs_the_whole_flow(
 
     assert json.loads(result.stdout) == {
         "created": "pending",
+        "branched_on": ["not_uploaded"],
         "put": 200,
         "confirmed": ["ready", 21, 13],
         "fetched": True,
@@ -87,4 +88,5 @@ def test_generated_client_runs_the_whole_flow(
         "listed": True,
         "deleted": 204,
         "after": 404,
+        "missing": "not_found",
     }

@@ -92,3 +92,40 @@ def test_worker_function_processes_an_sqs_batch_as_the_image_runs_it(
     assert (image["status"], image["variants"]["preview"]["width"]) == ("ready", 800)
     assert image["variants"]["thumb"]["status"] == "ready"
     assert "_imaging.cpython" in mapped  # the worker does decode
+
+
+# Wraps the worker's handler in the image's own interpreter, to report what it imported.
+_IMPORTS_PROBE = '''
+import sys
+
+from app.pipeline.lambda_handler import handler as worker
+
+
+def handler(event, context):
+    result = worker(event, context)
+    web = ("fastapi", "starlette", "mangum", "jwt")
+    return {"result": result, "web": sorted(m for m in sys.modules if m.startswith(web))}
+'''
+
+
+def test_worker_function_never_imports_the_http_framework(
+    lambda_task: Path, service_env: dict[str, str], api: httpx.Client
+) -> None:
+    data = make_image("image/png", width=300, height=200)
+    created = create(api, "lambda-imports", data, "image/png")
+    put(created["upload"], data)
+    image_id = created["image"]["id"]
+    notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", data)
+    message = {"MessageId": "m-2", "ReceiptHandle": "r-2", "Body": notification, "MD5OfBody": ""}
+    (lambda_task / "imports_probe.py").write_text(_IMPORTS_PROBE)
+
+    with running_handler(lambda_task, "imports_probe.handler", _function_env(service_env)) as (
+        runtime,
+        _,
+    ):
+        queue_arn = f"arn:aws:sqs:us-east-1:123456789012:{service_env['IMAGES_QUEUE']}"
+        result = runtime.invoke(sqs_event([message], queue_arn), timeout=120)
+    image = api.get(f"/images/{image_id}", headers=auth("lambda-imports")).json()
+
+    assert result == ("response", {"result": {"batchItemFailures": []}, "web": []})
+    assert image["variants"]["thumb"]["status"] == "ready"  # it did the whole job

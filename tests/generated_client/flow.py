@@ -18,7 +18,12 @@ from client.api.images import (  # noqa: E402
     images_get,
     images_list,
 )
-from client.models import CreateImageRequest, CreateImageRequestContentType  # noqa: E402
+from client.models import (  # noqa: E402
+    Code,
+    CreateImageRequest,
+    CreateImageRequestContentType,
+    Problem,
+)
 
 data = open(image_file, "rb").read()  # noqa: SIM115
 api = AuthenticatedClient(base_url=base_url, token=token)
@@ -32,13 +37,22 @@ created = images_create.sync(
     idempotency_key="generated-client-1",
 )
 image_id = created.image.id
-stored = httpx.request(
-    created.upload.method,
-    created.upload.url,
-    headers=created.upload.headers.additional_properties,
-    content=data,
-)
+# A client that confirms first and uploads when told to: it branches on the code the
+# schema declares, not on the text.
+branches = []
 confirmed = images_confirm.sync(image_id=image_id, client=api)
+while isinstance(confirmed, Problem):
+    branches.append(confirmed.code.value)
+    if confirmed.code != Code.NOT_UPLOADED or len(branches) > 1:
+        raise SystemExit(f"unexpected problem: {confirmed.code}: {confirmed.detail}")
+    stored = httpx.request(
+        created.upload.method,
+        created.upload.url,
+        headers=created.upload.headers.additional_properties,
+        content=data,
+    )
+    confirmed = images_confirm.sync(image_id=image_id, client=api)
+missing = images_get.sync(image_id="0" * 32, client=api)
 fetched = images_get.sync(image_id=image_id, client=api)
 link = images_download.sync(image_id=image_id, client=api)
 downloaded = httpx.get(link.url).content
@@ -49,6 +63,7 @@ print(
     json.dumps(
         {
             "created": created.image.status,
+            "branched_on": branches,
             "put": stored.status_code,
             "confirmed": [confirmed.status, confirmed.width, confirmed.height],
             "fetched": fetched.id == image_id,
@@ -56,6 +71,7 @@ print(
             "listed": image_id in [item.id for item in listed.items],
             "deleted": deleted.status_code,
             "after": after.status_code,
+            "missing": missing.code.value if isinstance(missing, Problem) else None,
         }
     )
 )
