@@ -12,7 +12,6 @@ import json
 import os
 import sys
 
-
 _TEST_EVENT = {
     "Records": [
         {

@@ -95,7 +95,7 @@ def test_worker_function_processes_an_sqs_batch_as_the_image_runs_it(
 
 
 # Wraps the worker's handler in the image's own interpreter, to report what it imported.
-_IMPORTS_PROBE = '''
+_IMPORTS_PROBE = """
 import sys
 
 from app.pipeline.lambda_handler import handler as worker
@@ -105,7 +105,7 @@ def handler(event, context):
     result = worker(event, context)
     web = ("fastapi", "starlette", "mangum", "jwt")
     return {"result": result, "web": sorted(m for m in sys.modules if m.startswith(web))}
-'''
+"""
 
 
 def test_worker_function_never_imports_the_http_framework(
