@@ -2,6 +2,7 @@
 two users, a counter of AWS round trips, and (for the HTTP tier) real servers."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -10,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 import pytest
@@ -40,6 +42,9 @@ from tests.servers import (
     uvicorn_command,
 )
 from tests.stores import Stores
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
@@ -409,3 +414,40 @@ def refusal(response: Any) -> tuple[int, str]:
     """A refused request's status and code: every refusal the service answers carries
     both, and a client branches on the code."""
     return response.status_code, response.json()["code"]
+
+
+# --- A real browser: Debian's Chromium, driven by Playwright ---------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed: .ci/run installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - needs Chromium
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: "Browser") -> Iterator["Page"]:
+    """A page that fails its test on any script error or Content-Security-Policy refusal."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    # What the Content-Security-Policy refused (an inline script, a style, an eval).
+    opened.on(
+        "console",
+        lambda message: problems.append(message.text) if "Refused to" in message.text else None,
+    )
+    yield opened
+    context.close()
+    assert problems == []

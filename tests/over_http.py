@@ -1,5 +1,11 @@
-"""What a client does over HTTP, shared by the tiers that run real servers."""
+"""What a client does over HTTP, shared by the tiers that run real servers: the API's
+calls, and the `images` command as a user runs it."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -51,3 +57,30 @@ def upload(
     assert confirmed.status_code == 200, confirmed.text
     image: dict[str, Any] = confirmed.json()
     return image
+
+
+class Cli:
+    """`python -m app.cli ...` with a configuration directory of its own."""
+
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.env = {"PATH": os.environ.get("PATH", ""), "XDG_CONFIG_HOME": str(home)}
+        self.cwd = cwd
+
+    def __call__(
+        self, *args: str, stdin: str = "", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)

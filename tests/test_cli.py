@@ -3,7 +3,6 @@
 import json
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,34 +16,10 @@ from app.config import Settings
 from app.http.auth import issue_token
 from tests.conftest import SECRET
 from tests.imagefiles import make_image
+from tests.over_http import Cli
 from tests.servers import running, wait_for
 
 pytestmark = pytest.mark.http
-
-
-class Cli:
-    def __init__(self, home: Path, cwd: Path) -> None:
-        self.env = {"PATH": os.environ.get("PATH", ""), "XDG_CONFIG_HOME": str(home)}
-        self.cwd = cwd
-
-    def __call__(
-        self, *args: str, stdin: str = "", timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            env=self.env,
-            cwd=self.cwd,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def json(self, *args: str) -> Any:
-        result = self(*args, "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`make run` as a newcomer meets it: `python -m app serve` with no AWS configured."""
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -7,11 +8,12 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from PIL import Image
 
 from app.config import DEV_JWT_SECRET, Settings
 from app.http.auth import issue_token
 from app.local.server import free_port
-from tests.imagefiles import make_image
+from tests.imagefiles import make_image, tiff
 from tests.load import upload_batch
 from tests.servers import BASE_ENV, MakeRun, make_run_server, running, wait_for
 
@@ -36,6 +38,43 @@ def test_make_run_serves_with_embedded_emulator(make_run: MakeRun) -> None:
     assert put.status_code == 200
     assert confirmed.status_code == 200
     assert confirmed.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_make_run_takes_a_tiff_from_create_to_its_thumb(make_run: MakeRun, order: str) -> None:
+    """TIFF, the format added as one row of the table, as a client meets it; libtiff's
+    layout (the directory after 360 kB of pixels, past the first bytes confirm reads)."""
+    data = tiff(400, 300, order=order, directory_last=True)
+    user = f"tiff-{'le' if order == '<' else 'be'}"
+    headers = {
+        "Authorization": f"Bearer {issue_token(Settings(jwt_secret=DEV_JWT_SECRET), user, 600)}"
+    }
+    with httpx.Client(base_url=make_run.url, timeout=30) as client:
+        created = client.post(
+            "/images",
+            headers=headers,
+            json={"filename": "scan.tif", "content_type": "image/tiff", "size": len(data)},
+        ).json()
+        image_id = created["image"]["id"]
+        put = httpx.put(
+            created["upload"]["url"], headers=created["upload"]["headers"], content=data
+        )
+        confirmed = client.post(f"/images/{image_id}/confirm", headers=headers).json()
+        made = wait_for(
+            lambda: client.get(f"/images/{image_id}", headers=headers).json(),
+            lambda image: image["variants"]["thumb"]["status"] == "ready",
+        )
+        original = client.get(f"/images/{image_id}/download", headers=headers).json()
+    thumb = Image.open(io.BytesIO(_fetch(made["variants"]["thumb"]["url"])))
+    fetched = httpx.get(original["url"], timeout=30)
+
+    assert put.status_code == 200
+    assert (confirmed["status"], confirmed["width"], confirmed["height"]) == ("ready", 400, 300)
+    assert (thumb.format, thumb.size) == ("WEBP", (320, 240))
+    assert made["variants"]["thumb"]["content_type"] == "image/webp"
+    assert fetched.content == data
+    assert fetched.headers["content-type"] == "image/tiff"
+    assert 'filename="scan.tif"' in fetched.headers["content-disposition"]
 
 
 def test_make_run_takes_200_concurrent_uploads_without_a_5xx(make_run: MakeRun) -> None:

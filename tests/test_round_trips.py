@@ -14,6 +14,7 @@ from app.config import Settings
 from app.domain.records import format_timestamp
 from app.storage.clients import AwsClients
 from tests.conftest import Uploader
+from tests.imagefiles import tiff
 
 
 def test_create_is_one_transaction(
@@ -69,6 +70,22 @@ def test_confirm_is_four_calls(
             "dynamodb.TransactWriteItems": 1,
         }
     )
+
+
+def test_confirm_of_a_tiff_whose_directory_is_at_the_end_reads_it_with_one_ranged_get(
+    client: TestClient,
+    alice: dict[str, str],
+    pending: Uploader,
+    aws_calls: Counter[str],
+) -> None:
+    data = tiff(400, 300, directory_last=True)  # 360 kB of pixels, then the directory
+    image = pending(alice, "image/tiff", data)
+    aws_calls.clear()
+
+    response = client.post(f"/images/{image['id']}/confirm", headers=alice)
+
+    assert (response.status_code, response.json()["width"]) == (200, 400)
+    assert aws_calls["s3.GetObject"] == 2  # the first bytes, then the directory's window
 
 
 def test_repeated_confirm_is_one_get_item(
