@@ -69,11 +69,11 @@ def serve(settings: Settings, fresh: bool = False) -> None:
     embedded = None
     if not settings.uses_custom_endpoints:
         from app.local.server import start_embedded_aws  # noqa: PLC0415
-        from app.local.state import DataDirectoryInUse  # noqa: PLC0415
+        from app.local.state import DataDirectoryError  # noqa: PLC0415
 
         try:
             embedded = start_embedded_aws(settings, fresh)
-        except DataDirectoryInUse as exc:
+        except DataDirectoryError as exc:
             sys.exit(str(exc))
         settings = embedded.settings
     services = build(settings)

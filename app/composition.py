@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from app.config import Settings
+from app.domain.owners import owner_prefix
 from app.images.cursors import CursorCodec
 from app.images.maintenance import Maintenance
 from app.images.service import ImageService
@@ -28,16 +31,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def cursor_secret(settings: Settings) -> bytes:
-    """The key list cursors are signed with: its own, or one derived from the JWT secret."""
-    if settings.cursor_secret is not None:
-        return settings.cursor_secret.get_secret_value().encode()
+def _key(settings: Settings, own: SecretStr | None, name: str, purpose: bytes) -> bytes:
+    """A key of its own, or one derived from the JWT secret for this purpose alone
+    (derived, not reused: a MAC made with it must never double as a token signature)."""
+    if own is not None:
+        return own.get_secret_value().encode()
     if settings.jwt_secret is None:
-        raise RuntimeError("set IMAGES_CURSOR_SECRET (or IMAGES_JWT_SECRET) to sign cursors")
-    # Derived, not reused: a cursor MAC must never double as a valid token signature.
+        raise RuntimeError(f"set {name} (or IMAGES_JWT_SECRET)")
     return hmac.new(
-        settings.jwt_secret.get_secret_value().encode(), b"images/list-cursor", hashlib.sha256
+        settings.jwt_secret.get_secret_value().encode(), purpose, hashlib.sha256
     ).digest()
+
+
+def cursor_secret(settings: Settings) -> bytes:
+    """The key list cursors are signed with."""
+    return _key(settings, settings.cursor_secret, "IMAGES_CURSOR_SECRET", b"images/list-cursor")
+
+
+def owner_secret(settings: Settings) -> bytes:
+    """The key users' prefixes are derived with."""
+    return _key(settings, settings.owner_secret, "IMAGES_OWNER_SECRET", b"images/owner-prefix")
 
 
 class Services:
@@ -56,7 +69,15 @@ class Services:
     @cached_property
     def images(self) -> ImageService:
         cursors = CursorCodec(cursor_secret(self.settings))
-        return ImageService(self.storage, self.settings, self.confirmation, cursors, self.clock)
+        secret = owner_secret(self.settings)
+        return ImageService(
+            self.storage,
+            self.settings,
+            self.confirmation,
+            cursors,
+            clock=self.clock,
+            owners=lambda user_id: owner_prefix(secret, user_id),
+        )
 
     @cached_property
     def worker(self) -> "Worker":

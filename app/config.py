@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     jwt_max_lifetime_seconds: int | None = Field(default=None, ge=60)
     # Signs list cursors; defaults to a key derived from the JWT secret.
     cursor_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
+    # Derives each user's key prefix (app/domain/owners.py); defaults to a key derived
+    # from the JWT secret. Never change it: new images would go under new prefixes.
+    owner_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
 
     # Limits.
     max_upload_bytes: int = Field(default=20 * MiB, ge=1, le=5 * 1024 * MiB)

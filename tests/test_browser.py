@@ -256,7 +256,9 @@ def test_grid_shows_thumbs_from_the_list_with_no_call_per_tile(site: str, page: 
     sources = page.evaluate("[...document.querySelectorAll('#grid img')].map(i => i.src)")
 
     assert loaded == [320] * 3  # the thumbs, not the 600-pixel originals
-    assert all(re.search(r"/variants/[0-9a-f]+/thumb-[0-9a-f]+\.webp\?", src) for src in sources)
+    assert all(
+        re.search(r"/u/[0-9a-f]{20}/[0-9a-f]{44}/thumb-[0-9a-f]+\.webp\?", src) for src in sources
+    )
     assert [url for url in api_calls if "/download" in url] == []
 
 

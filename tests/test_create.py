@@ -97,7 +97,8 @@ def test_create_key_is_chosen_by_server_not_filename(
 
     assert response.status_code == 201
     body = response.json()
-    assert urlsplit(body["upload"]["url"]).path == f"/images/{body['image']['id']}"
+    image_id = body["image"]["id"]
+    assert urlsplit(body["upload"]["url"]).path == f"/u/{image_id[-20:]}/{image_id}/original"
 
 
 def test_create_writes_pending_record_due_at_its_deadline_without_ttl(

@@ -10,6 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.storage.clients import AwsClients
+from app.storage.items import object_key
 from app.storage.objects import ImageObjects
 from tests.conftest import refusal
 from tests.imagefiles import make_image
@@ -147,7 +148,7 @@ def test_second_put_after_confirm_is_refused_and_bytes_stay(
     downloaded = httpx.get(link.json()["url"])
     s3 = boto3.client("s3", endpoint_url=service_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
     tags = s3.get_object_tagging(
-        Bucket=service_env["IMAGES_BUCKET"], Key=f"images/{created['image']['id']}"
+        Bucket=service_env["IMAGES_BUCKET"], Key=object_key(created["image"]["id"])
     )["TagSet"]
     s3.close()
 

@@ -25,6 +25,8 @@ from tests.stores import Stores
 
 PutBytes = Callable[[str, bytes, str], None]
 
+OWNER = "0" * 20  # the key prefix ending the ids of records made by hand
+
 
 # --- Verified bytes are immutable -------------------------------------------------------
 
@@ -165,9 +167,9 @@ def test_sweep_with_a_backlog_serves_every_shard_and_reports_what_is_left(
     settings: Settings = app.state.services.settings
     now = int(app.state.services.clock().timestamp())
     for n in range(60):
-        _abandon(app, f"0{n:031x}", now)  # a backlog in shard 0
+        _abandon(app, f"0{n:023x}{OWNER}", now)  # a backlog in shard 0
     for shard in SWEEP_SHARDS[1:]:
-        _abandon(app, f"{shard}{0:031x}", now)
+        _abandon(app, f"{shard}{0:023x}{OWNER}", now)
 
     report = _ticking_maintenance(app, settings).sweep(seconds=40)
 
@@ -187,7 +189,7 @@ def test_sweep_resumes_at_the_shard_it_stopped_at(make_app: AppFactory, stores: 
     now = int(app.state.services.clock().timestamp())
     for shard in SWEEP_SHARDS:
         for n in range(3):
-            _abandon(app, f"{shard}{n:031x}", now)
+            _abandon(app, f"{shard}{n:023x}{OWNER}", now)
 
     first = _ticking_maintenance(app, settings).sweep(seconds=12)
     second = _ticking_maintenance(app, settings).sweep()
@@ -204,7 +206,7 @@ def test_sweep_tries_a_failing_item_once_per_run_and_finishes_the_rest(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch, stores: Stores
 ) -> None:
     now = int(app.state.services.clock().timestamp())
-    stuck, fine = "a" + "0" * 31, "a" + "1" * 31
+    stuck, fine = "a" + "0" * 23 + OWNER, "a" + "1" * 23 + OWNER
     _abandon(app, stuck, now)
     _abandon(app, fine, now)
     objects = app.state.services.storage.objects

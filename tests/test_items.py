@@ -50,7 +50,7 @@ item = st.builds(
     lambda required, optional: _as_written({**required, **optional}),
     st.fixed_dictionaries(
         {
-            "image_id": st.text("0123456789abcdef", min_size=32, max_size=32).map(
+            "image_id": st.text("0123456789abcdef", min_size=44, max_size=44).map(
                 lambda s: {"S": s}
             ),
             "user_id": text.map(lambda s: {"S": s}),

@@ -10,6 +10,7 @@ import httpx2 as httpx
 import pytest
 
 from app.config import Settings
+from app.storage.items import object_key
 from tests.conftest import SECRET, bearer
 from tests.imagefiles import make_image
 from tests.lambda_events import http_api_event, rest_api_event, s3_created_event, sqs_event
@@ -74,7 +75,7 @@ def test_worker_function_processes_an_sqs_batch_as_the_image_runs_it(
     put(created["upload"], data)
     image_id = created["image"]["id"]
     # The bucket's notification, as S3 writes it (the LocalStack tier runs real ones).
-    notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", data)
+    notification = s3_created_event(service_env["IMAGES_BUCKET"], object_key(image_id), data)
     message = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": notification, "MD5OfBody": ""}
 
     with running_handler(
@@ -99,6 +100,7 @@ _IMPORTS_PROBE = """
 import sys
 
 from app.pipeline.lambda_handler import handler as worker
+from app.storage.items import object_key
 
 
 def handler(event, context):
@@ -115,7 +117,7 @@ def test_worker_function_never_imports_the_http_framework(
     created = create(api, "lambda-imports", data, "image/png")
     put(created["upload"], data)
     image_id = created["image"]["id"]
-    notification = s3_created_event(service_env["IMAGES_BUCKET"], f"images/{image_id}", data)
+    notification = s3_created_event(service_env["IMAGES_BUCKET"], object_key(image_id), data)
     message = {"MessageId": "m-2", "ReceiptHandle": "r-2", "Body": notification, "MD5OfBody": ""}
     (lambda_task / "imports_probe.py").write_text(_IMPORTS_PROBE)
 

@@ -223,6 +223,30 @@ def test_a_second_make_run_on_the_same_data_refuses_to_start(tmp_path: Path) -> 
     assert "in use by another `make run`" in second.stderr
 
 
+def test_make_run_on_data_of_an_earlier_key_layout_refuses_and_keeps_it(tmp_path: Path) -> None:
+    """Before per-user prefixes, originals were images/<id>: read as today's layout the
+    gallery would list images without bytes. Refused, the data left as it was."""
+    kept = tmp_path / "objects" / "images" / "images%2F0123.bytes"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"an earlier gallery's photo")
+    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    env |= {"IMAGES_PORT": str(free_port()), "IMAGES_DATA_DIR": str(tmp_path)}
+
+    started = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert started.returncode == 1
+    assert "earlier key layout" in started.stderr
+    assert "--fresh" in started.stderr
+    assert kept.read_bytes() == b"an earlier gallery's photo"
+
+
 def _download(run: MakeRun, image_id: str) -> str:
     link = httpx.get(
         f"{run.url}/images/{image_id}/download",

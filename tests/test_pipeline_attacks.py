@@ -98,11 +98,11 @@ def problems(app: FastAPI, stores: Stores, users: tuple[str, ...] = ("alice",)) 
             elif stores.tags(image_id) != [{"Key": "state", "Value": "ready"}]:
                 found.append(f"{image_id} is ready but its original is still tagged pending")
     for key in stores.keys():  # noqa: SIM118 - the bucket's keys, not a dict's
-        image_id = key.split("/")[1].removesuffix(".webp")
+        _, _, image_id, name = key.split("/")  # u/<owner>/<image id>/<name>
         record = records.get(image_id)
         if record is None:
             found.append(f"orphan object {key}")
-        elif key.startswith("variants/") and record.status != Status.READY:
+        elif name != "original" and record.status != Status.READY:
             found.append(f"variant {key} of a {record.status} image")
     if stores.sweep_index():
         found.append(f"work left in the sweep index: {stores.sweep_index()}")

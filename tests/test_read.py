@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.domain.filenames import content_disposition, download_name
+from app.storage.items import object_key
 from tests.conftest import Uploader, refusal
 
 
@@ -66,7 +67,7 @@ def test_download_returns_presigned_get(
     body = response.json()
     url = urlsplit(body["url"])
     query = parse_qs(url.query)
-    assert url.path == f"/images/{image['id']}"
+    assert url.path == f"/{object_key(image['id'])}"
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert query["X-Amz-Expires"] == ["300"]
     remaining = datetime.fromisoformat(body["expires_at"]) - datetime.now(
@@ -153,7 +154,7 @@ def test_download_redirect_is_307_to_url(
     )
 
     assert response.status_code == 307
-    assert urlsplit(response.headers["location"]).path == f"/images/{image['id']}"
+    assert urlsplit(response.headers["location"]).path == f"/{object_key(image['id'])}"
 
 
 def test_download_pending_image_is_409(

@@ -13,7 +13,9 @@ import pytest
 
 from app.config import Settings
 from app.domain.filenames import content_disposition
+from app.domain.owners import new_image_id
 from app.storage.clients import AwsClients
+from app.storage.items import object_key
 from app.storage.objects import ImageObjects
 from tests.conftest import LOCALSTACK_CREDENTIALS, refusal
 from tests.imagefiles import make_image
@@ -54,7 +56,7 @@ def _tags(strict_env: dict[str, str], image_id: str) -> list[dict[str, str]]:
     )
     try:
         tag_set = s3.get_object_tagging(
-            Bucket=strict_env["IMAGES_BUCKET"], Key=f"images/{image_id}"
+            Bucket=strict_env["IMAGES_BUCKET"], Key=object_key(image_id)
         )
         return [{"Key": t["Key"], "Value": t["Value"]} for t in tag_set["TagSet"]]
     finally:
@@ -144,7 +146,7 @@ def test_put_with_a_tampered_signature_is_403(strict_api: httpx.Client) -> None:
 
 def test_expired_upload_url_is_403(objects: ImageObjects) -> None:
     data = make_image("image/png")
-    url, headers = objects.presign_put("0" * 32, "image/png", len(data), expires_in=1)
+    url, headers = objects.presign_put(new_image_id("0" * 20), "image/png", len(data), expires_in=1)
     time.sleep(2.1)  # S3 counts in whole seconds
 
     response = httpx.put(url, headers=headers, content=data)

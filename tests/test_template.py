@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from app.config import Settings
-from app.domain.variants import DEFAULT_VARIANTS, VariantSpec
+from app.domain.variants import DEFAULT_VARIANTS, OUTPUT_TYPES, VariantSpec
 from app.http.app import create_app
 from app.http.routes import IDEMPOTENCY_HEADER, REPLAYED
 from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
+    ORIGINAL_NAME,
+    USERS_PREFIX,
     VISIBILITY_TIMEOUT_SECONDS,
     WORKER_TIMEOUT_SECONDS,
     bucket_cors,
@@ -340,9 +342,13 @@ def test_worker_reads_originals_writes_variants_and_updates_records_only(
 ) -> None:
     statements = _role_statements(deployed, "WorkerFunctionRole")
 
-    assert statements["Originals"]["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/images/*"}
+    assert statements["Originals"]["Resource"] == {
+        "Fn::Sub": f"${{ImagesBucket.Arn}}/{USERS_PREFIX}*/{ORIGINAL_NAME}"
+    }
     assert "s3:PutObject" not in statements["Originals"]["Action"]
-    assert statements["Variants"]["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/variants/*"}
+    assert statements["Variants"]["Resource"] == [
+        {"Fn::Sub": f"${{ImagesBucket.Arn}}/{USERS_PREFIX}*.{format_}"} for format_ in OUTPUT_TYPES
+    ]
     assert set(statements["ImageRecords"]["Action"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
 
 

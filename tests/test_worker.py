@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.config import Settings
+from app.domain.owners import new_image_id
 from app.domain.variants import VariantSpec
 from app.pipeline.notifications import Uploaded, uploads_in
 from app.pipeline.worker import Worker
 from app.storage.clients import AwsClients
-from app.storage.items import variant_key
+from app.storage.items import object_key, variant_key
 from tests.conftest import Clock, Drain, Uploader, deliver, refusal
 from tests.imagefiles import make_image, many_scans_jpeg, noisy_image, not_a_png, undecodable_png
 from tests.stores import Stores
@@ -285,8 +286,8 @@ def test_image_deleted_while_the_worker_made_its_variants_leaves_nothing(
 def test_bytes_with_no_record_are_removed(
     worker: Worker, clients: AwsClients, settings: Settings, stores: Stores
 ) -> None:
-    orphan = "f" * 32
-    clients.s3.put_object(Bucket=settings.bucket, Key=f"images/{orphan}", Body=make_image())
+    orphan = new_image_id("f" * 20)
+    clients.s3.put_object(Bucket=settings.bucket, Key=object_key(orphan), Body=make_image())
 
     outcome = worker.process(stores.announced(orphan))
 
@@ -309,7 +310,7 @@ def test_a_failing_message_is_reported_alone_and_retried(
     real_get = clients.s3.get_object
 
     def flaky(**kwargs: Any) -> Any:
-        if kwargs["Key"] == f"images/{first['id']}":
+        if kwargs["Key"] == object_key(first["id"]):
             raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "GetObject")
         return real_get(**kwargs)
 
@@ -553,7 +554,7 @@ def test_a_worker_holding_refused_bytes_never_deletes_the_confirmed_upload_that_
 
     assert outcome == "superseded"
     assert got["status"] == "ready"
-    assert _object(clients, settings, f"images/{image['id']}") == good
+    assert _object(clients, settings, object_key(image["id"])) == good
 
 
 def test_a_verdict_on_old_bytes_never_removes_bytes_uploaded_since(
@@ -587,7 +588,7 @@ def test_a_verdict_on_old_bytes_never_removes_bytes_uploaded_since(
     with monkeypatch.context() as patch:
         patch.setattr(objects, "read", read_then_replaced)
         worker.process(stale)
-    kept = _object(clients, settings, f"images/{image['id']}")
+    kept = _object(clients, settings, object_key(image["id"]))
     drain()  # the notifications of both PUTs
 
     assert kept == good

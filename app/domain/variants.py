@@ -60,4 +60,6 @@ def checked(variants: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
         raise ValueError(f"the variants {', '.join(missing)} are required (gallery, CLI)")
     if len(variants) > MOST:
         raise ValueError(f"at most {MOST} variants")
+    if "original" in variants:
+        raise ValueError("'original' names the uploaded bytes: not a variant name")
     return variants

@@ -4,7 +4,6 @@ import hashlib
 import json
 import logging
 import math
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from app.domain.errors import (
     image_not_found,
 )
 from app.domain.filenames import content_disposition, download_name
+from app.domain.owners import new_image_id
 from app.domain.records import UNCONFIRMED, ImageRecord, Status, format_timestamp
 from app.images.cursors import CursorCodec
 from app.images.deletion import finish_delete
@@ -61,7 +61,9 @@ class ImageService:
         settings: Settings,
         confirmation: Confirmation,
         cursors: CursorCodec,
+        *,
         clock: Clock,
+        owners: Callable[[str], str],
     ) -> None:
         self._storage = storage
         self._table = storage.table
@@ -70,6 +72,7 @@ class ImageService:
         self._settings = self.settings = settings
         self._confirmation = confirmation
         self._cursors = cursors
+        self._owners = owners  # user id -> the prefix their objects go under
         self._clock = clock
         self._json = JsonShape(settings.variants)
 
@@ -144,7 +147,7 @@ class ImageService:
         key created."""
         now = int(moment.timestamp())
         record = ImageRecord(
-            id=uuid.uuid4().hex,
+            id=new_image_id(self._owners(user_id)),
             user_id=user_id,
             filename=request.filename,
             content_type=request.content_type,

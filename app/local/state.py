@@ -36,8 +36,21 @@ _DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems",
 _COMPACT_AFTER = 20_000
 
 
-class DataDirectoryInUse(Exception):
+# What the directory's keys look like. 2: every object under u/<owner>/<image id>/ (per
+# user prefixes, 2026-11-30); 1 (no file): images/<id> and variants/<id>/.
+_LAYOUT = "2"
+
+
+class DataDirectoryError(Exception):
+    """The directory cannot be used: the message says why and what to do."""
+
+
+class DataDirectoryInUse(DataDirectoryError):
     """Another process keeps its state in this directory."""
+
+
+class DataDirectoryOutdated(DataDirectoryError):
+    """The directory holds images stored under an earlier key layout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,16 @@ class StateStore:
             for entry in self.directory.iterdir():
                 if entry.name != "lock":
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        layout = self.directory / "layout"
+        if not layout.exists() and (self._items.exists() or self._objects.exists()):
+            # Never read as if it were today's: images would be listed without their
+            # bytes. Refused, untouched, with the way out.
+            raise DataDirectoryOutdated(
+                f"{self.directory} holds images stored under an earlier key layout, which "
+                "this version does not read. Keep them by starting the earlier version; "
+                "or move the directory away (or start with --fresh) to begin a new gallery"
+            )
+        _write_atomically(layout, _LAYOUT.encode())
 
     # --- Restoring ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from app.domain.owners import owner_of
 from app.domain.records import (
     PUBLIC_STATUS,
     ImageRecord,
@@ -15,7 +16,7 @@ from app.domain.records import (
     VariantStatus,
 )
 from app.domain.variants import OUTPUT_TYPES, VariantSpec
-from app.storage.resources import DUE_ATTRIBUTE, NOTIFIED_PREFIX, PENDING_TAG
+from app.storage.resources import DUE_ATTRIBUTE, ORIGINAL_NAME, PENDING_TAG, USERS_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -26,26 +27,40 @@ Key = dict[str, "AttributeValueTypeDef"]
 PENDING_TAGGING = "=".join(PENDING_TAG)
 
 
-_ORIGINAL = re.compile(rf"^{re.escape(NOTIFIED_PREFIX)}([A-Za-z0-9_-]{{1,64}})$")
+_ORIGINAL = re.compile(rf"^{USERS_PREFIX}([0-9a-f]+)/([0-9a-f]+)/{ORIGINAL_NAME}$")
 
 
+def owner_path(owner: str) -> str:
+    """Where every object of the owner with this prefix is (the key prefix)."""
+    return f"{USERS_PREFIX}{owner}/"
+
+
+def _image_path(image_id: str) -> str:
+    owner = owner_of(image_id)
+    if owner is None:
+        raise ValueError(f"not an image id this service issued: {image_id!r}")
+    return f"{owner_path(owner)}{image_id}/"
+
+
+# u/<owner>/<image id>/original, and the variants beside it: one prefix per user (a
+# CloudFront policy's resource), one per image (deleted together).
 def object_key(image_id: str) -> str:
-    """Server-chosen key: never derived from the client's filename. Under the prefix the
-    bucket notifies the worker of."""
-    return f"{NOTIFIED_PREFIX}{image_id}"
+    """Server-chosen key: never derived from the client's filename."""
+    return f"{_image_path(image_id)}{ORIGINAL_NAME}"
 
 
 def image_of(key: str) -> str | None:
     """The image an original's key names; None for any other key."""
     found = _ORIGINAL.match(key)
-    return found.group(1) if found else None
+    if found is None or owner_of(found.group(2)) != found.group(1):
+        return None
+    return found.group(2)
 
 
 def _variant_object(image_id: str, name: str, fingerprint: str, format_: str) -> str:
     """A variant's object: its name, the definition it was made to (a changed definition
-    makes new objects, never served under an old URL), its format. Under a prefix of
-    their own: the bucket notifies the worker of images/ only."""
-    return f"variants/{image_id}/{name}-{fingerprint}.{format_}"
+    makes new objects, never served under an old URL), its format."""
+    return f"{_image_path(image_id)}{name}-{fingerprint}.{format_}"
 
 
 def variant_key(image_id: str, name: str, spec: VariantSpec) -> str:

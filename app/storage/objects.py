@@ -25,7 +25,7 @@ from app.storage.items import (
     variant_key,
     variant_keys,
 )
-from app.storage.resources import PENDING_TAG
+from app.storage.resources import PENDING_TAG, USERS_PREFIX
 from app.storage.signing import GetUrlSigner
 
 _CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
@@ -142,11 +142,12 @@ class ImageObjects:
         )
 
     def originals(self, after: str, most: int) -> tuple[list[tuple[str, str]], str | None]:
-        """Up to `most` originals (image id, ETag) in key order after the key `after`, and
-        the key to go on after (None: there are no more). One listing call."""
+        """The originals (image id, ETag) among up to `most` objects in key order after
+        the key `after` (variants are listed too, and skipped), and the key to go on after
+        (None: there are no more). One listing call."""
         with aws_call():
             listed = self._clients.s3.list_objects_v2(
-                Bucket=self._bucket, Prefix=object_key(""), StartAfter=after, MaxKeys=most
+                Bucket=self._bucket, Prefix=USERS_PREFIX, StartAfter=after, MaxKeys=most
             )
         found = [
             (image_id, item["ETag"])

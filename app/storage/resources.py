@@ -29,8 +29,11 @@ TTL_ATTRIBUTE = "expires_at"
 # the upload deadline (at most one day) plus the sweep's retagging of a confirmed image.
 PENDING_TAG = ("state", "pending")
 PENDING_OBJECT_EXPIRY_DAYS = 2
-# Only originals start the worker; the variants it writes go under variants/.
-NOTIFIED_PREFIX = "images/"
+# Every object is under u/<owner>/<image id>/ (app/storage/items.py); originals are
+# named `original`, a name no variant may take. Only originals start the worker: the
+# bucket notifies of keys with this prefix and suffix.
+USERS_PREFIX = "u/"
+ORIGINAL_NAME = "original"
 # A message that fails this many times (a worker crash, a timeout) goes to the
 # dead-letter queue instead of being retried forever.
 MAX_RECEIVES = 5
@@ -159,7 +162,14 @@ def bucket_notifications(queue_arn: str) -> dict[str, Any]:
                 "Id": "uploads-to-worker",
                 "QueueArn": queue_arn,
                 "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": NOTIFIED_PREFIX}]}},
+                "Filter": {
+                    "Key": {
+                        "FilterRules": [
+                            {"Name": "prefix", "Value": USERS_PREFIX},
+                            {"Name": "suffix", "Value": f"/{ORIGINAL_NAME}"},
+                        ]
+                    }
+                },
             }
         ]
     }
