@@ -16,6 +16,7 @@ from app.composition import Services, build
 from app.config import DEV_JWT_SECRET, KEEP_ALIVE_SECONDS, Settings
 from app.http.auth import issue_token
 from app.logs import configure_logging
+from app.storage.cdn import CdnKeyError
 from app.storage.clients import AwsClients
 from app.storage.resources import ensure_resources
 
@@ -77,6 +78,11 @@ def serve(settings: Settings, fresh: bool = False) -> None:
             sys.exit(str(exc))
         settings = embedded.settings
     services = build(settings)
+    if services.storage.cdn is not None:
+        try:
+            services.storage.cdn.check()  # a wrong key stops it here, not at a first page
+        except (CdnKeyError, OSError) as exc:
+            sys.exit(f"Refusing to serve: the CDN's private key cannot be used: {exc}")
     ensure_resources(services.clients, settings)
     if embedded is not None:
         restored = embedded.restore()
@@ -96,6 +102,9 @@ def serve(settings: Settings, fresh: bool = False) -> None:
         f"S3: {settings.s3_endpoint}  DynamoDB: {settings.dynamodb_endpoint}",
         flush=True,
     )
+    if settings.cdn_url is not None:
+        cookies = "with signed cookies" if settings.cdn_cookies else "without cookies"
+        print(f"Reading through CloudFront: {settings.cdn_url} ({cookies})", flush=True)
     # A demo token only for the development secret: with a real one, a token printed to
     # a terminal (or a log collector) would be a working credential.
     token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600) if development else None

@@ -1,5 +1,6 @@
 """Configuration: one Settings object, read from the environment, passed explicitly."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -146,6 +147,21 @@ class Settings(BaseSettings):
     s3_public_endpoint_url: str | None = None
     # Origins allowed by the bucket's CORS rule, so a browser page can PUT and GET.
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
+    # Upload URLs through S3 Transfer Acceleration (the bucket must have it enabled).
+    s3_accelerate: bool = False
+
+    # Reading through CloudFront (app/storage/cdn.py): with a CDN URL, every URL handed
+    # out for reading is CloudFront-signed with this key pair; without, S3-presigned.
+    # The private key comes from a PEM file, or (Lambda) an SSM SecureString read once.
+    cdn_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+$")
+    cdn_key_pair_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{8,32}$")
+    cdn_private_key_file: Path | None = None
+    cdn_private_key_parameter: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-/]+$")
+    # POST /cdn-cookies: signed cookies for a page on a domain the CDN shares (their
+    # Domain attribute; unset: the API's host only).
+    cdn_cookies: bool = False
+    cdn_cookie_domain: str | None = Field(default=None, pattern=r"^\.?[A-Za-z0-9.-]+$")
+    cdn_cookie_ttl_seconds: int = Field(default=3600, ge=300, le=7 * 24 * 3600)
 
     # boto3's own variables, read here so the app can reason about them (embedded
     # emulator or not, which endpoint presigned URLs name). boto3 would honor them
@@ -162,11 +178,58 @@ class Settings(BaseSettings):
     aws_endpoint_url_sqs: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SQS")
     )
+    aws_endpoint_url_ssm: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_SSM")
+    )
 
     @field_validator("variants")
     @classmethod
     def _variants(cls, variants: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
         return checked(variants)
+
+    @field_validator(
+        "cdn_url",
+        "cdn_key_pair_id",
+        "cdn_private_key_file",
+        "cdn_private_key_parameter",
+        "cdn_cookie_domain",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The template sets every variable, empty where a switch is off.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _cdn_is_whole(self) -> "Settings":
+        sources = [self.cdn_private_key_file, self.cdn_private_key_parameter]
+        if self.cdn_url is None:
+            if self.cdn_key_pair_id or any(sources) or self.cdn_cookies:
+                raise ValueError("the CDN settings need cdn_url (IMAGES_CDN_URL)")
+            return self
+        if self.cdn_key_pair_id is None:
+            raise ValueError("cdn_url needs cdn_key_pair_id (IMAGES_CDN_KEY_PAIR_ID)")
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(
+                "cdn_url needs one private key: cdn_private_key_file or "
+                "cdn_private_key_parameter (IMAGES_CDN_PRIVATE_KEY_FILE or _PARAMETER)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _accelerate_is_possible(self) -> "Settings":
+        if not self.s3_accelerate:
+            return self
+        # S3 serves accelerated requests only by virtual-hosted names on AWS's endpoint:
+        # a bucket name that is not one DNS label per dot-free name cannot take them.
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", self.bucket):
+            raise ValueError(
+                f"s3_accelerate needs a bucket name without dots ({self.bucket!r} has some, "
+                "or is not DNS-compatible)"
+            )
+        if self.s3_endpoint or self.s3_public_endpoint_url:
+            raise ValueError("s3_accelerate works against AWS only, not a custom S3 endpoint")
+        return self
 
     @model_validator(mode="after")
     def _deadline_outlives_upload_url(self) -> "Settings":
@@ -196,6 +259,10 @@ class Settings(BaseSettings):
     @property
     def sqs_endpoint(self) -> str | None:
         return self.aws_endpoint_url_sqs or self.aws_endpoint_url
+
+    @property
+    def ssm_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_ssm or self.aws_endpoint_url
 
     @property
     def presign_endpoint(self) -> str | None:

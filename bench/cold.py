@@ -56,7 +56,7 @@ def main(kind: str) -> None:
 
     item = {
         "Item": {
-            "image_id": {"S": "0123456789abcdef0123456789abcdef"},
+            "image_id": {"S": "0123456789abcdef01234567" + "0" * 20},
             "user_id": {"S": "bench"},
             "created_at": {"S": "2026-01-01T00:00:00.000000Z"},
             "filename": {"S": "p.png"},
@@ -75,7 +75,7 @@ def main(kind: str) -> None:
         ddb = app.state.services.clients.dynamodb
         request = event(
             "GET",
-            "/images/0123456789abcdef0123456789abcdef",
+            "/images/0123456789abcdef01234567" + "0" * 20,
             headers={"authorization": f"Bearer {os.environ['BENCH_TOKEN']}"},
         )
     else:

@@ -5,6 +5,7 @@ and 200 uploads at once through it (zero 5xx is the promise)."""
 import re
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -51,7 +52,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     count, size = (5, (800, 600)) if quick else (50, (3000, 2000))
     batch_size = 20 if quick else 200
-    with running([sys.executable, "-m", "app", "serve"], env, f"{base}/health") as server:
+    with (
+        # A data directory of its own: never the checkout's .data/, a newcomer's gallery.
+        tempfile.TemporaryDirectory() as data,
+        running(
+            [sys.executable, "-m", "app", "serve"],
+            {**env, "IMAGES_DATA_DIR": data},
+            f"{base}/health",
+        ) as server,
+    ):
         token = re.search(r"export TOKEN=(\S+)", server.wait_for_output("export TOKEN="))
         assert token is not None
         latencies = sorted(_thumb_latency(base, token.group(1), count, size))

@@ -29,7 +29,7 @@ def _seed(ddb: Any, table: str, start: int, stop: int) -> None:
             {
                 "PutRequest": {
                     "Item": {
-                        "image_id": {"S": f"{n:032x}"},
+                        "image_id": {"S": f"{n:024x}" + "0" * 20},
                         "user_id": {"S": f"user{owner}"},
                         "created_at": {"S": format_timestamp(epoch + timedelta(seconds=n))},
                         "filename": {"S": "x.png"},

@@ -25,8 +25,9 @@ from app.storage.items import variant_key
 from bench.events import Context, event
 from bench.floor import floor_app
 
-IMAGE_ID = "0123456789abcdef0123456789abcdef"
+IMAGE_ID = "0123456789abcdef01234567" + "0" * 20  # random part, then the owner prefix
 SECRET = "bench-secret-" + "0" * 32
+OWNER = "0" * 20
 
 
 def _png(width: int, height: int) -> bytes:
@@ -102,7 +103,7 @@ def _item(
 
 def _page(made: bool) -> dict[str, Any]:
     """A full page and one more item (which tells the service there is a next page)."""
-    items = [_item(image_id=f"{n:032x}", made=made) for n in range(PAGE + 1)]
+    items = [_item(image_id=f"{n:024x}{OWNER}", made=made) for n in range(PAGE + 1)]
     return {"Items": items, "Count": PAGE + 1, "ScannedCount": PAGE + 1}
 
 
@@ -280,7 +281,7 @@ def _client_costs(app: Any, stub_s3: Stubber, stub_ddb: Stubber, n: int) -> dict
         presign_samples.append(time.perf_counter() - started)
     costs["presign"] = statistics.median(presign_samples) * 1000
     keys = [
-        variant_key(f"{n:032x}", name, spec)
+        variant_key(f"{n:024x}{OWNER}", name, spec)
         for n in range(PAGE)
         for name, spec in DEFAULT_VARIANTS.items()
     ]
@@ -320,8 +321,9 @@ class _Canned:
             client._make_api_call = self._answer
         url = "https://s3.test/images/0123456789abcdef0123456789abcdef?X-Amz-Signature=0"
         clients.s3_presign.generate_presigned_url = lambda *_, **__: url
-        signer = self._app.state.services.storage.objects._signer
-        signer.urls = lambda keys, _expires: [url] * len(keys)
+        # Whoever signs reading URLs (S3's presigner, or the CDN's): fixed strings too.
+        reads = self._app.state.services.storage.reads
+        reads.variant_urls = lambda keys, _expires: [url] * len(keys)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -329,7 +331,7 @@ class _Canned:
         for client in (clients.s3, clients.dynamodb, clients.s3_presign):
             vars(client).pop("_make_api_call", None)
             vars(client).pop("generate_presigned_url", None)
-        vars(self._app.state.services.storage.objects._signer).pop("urls", None)
+        vars(self._app.state.services.storage.reads).pop("variant_urls", None)
 
 
 OWN_CODE_ROUNDS = 5

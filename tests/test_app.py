@@ -35,6 +35,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         "/images/{image_id}",
         "/images/{image_id}/confirm",
         "/images/{image_id}/download",
+        "/cdn-cookies",
         "/health",
     }
     operations = [op for path in paths.values() for op in path.values()]
@@ -81,6 +82,7 @@ def test_openapi_names_operations_readably(client: TestClient) -> None:
         "DELETE /images/{image_id}": "images-delete",
         "POST /images/{image_id}/confirm": "images-confirm",
         "GET /images/{image_id}/download": "images-download",
+        "POST /cdn-cookies": "images-cdn-cookies",
         "GET /health": "meta-health",
     }
 

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     out = tmp_path_factory.mktemp("bench")
+    before = _checkout_data()
     subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
         cwd=ROOT,
@@ -23,7 +24,21 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
         timeout=240,
         env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
     )
+    (out / "checkout-data-untouched").write_text(str(_checkout_data() == before))
     return out, json.loads((out / "benchmarks.json").read_text())
+
+
+def _checkout_data() -> list[tuple[str, int]]:
+    """What the checkout's .data/ (a newcomer's `make run` gallery) holds, and when each
+    file last changed."""
+    data = ROOT / ".data"
+    return sorted((str(p), p.stat().st_mtime_ns) for p in data.rglob("*")) if data.exists() else []
+
+
+def test_bench_never_touches_the_checkouts_gallery(report: tuple[Path, dict[str, object]]) -> None:
+    out, _ = report
+
+    assert (out / "checkout-data-untouched").read_text() == "True"
 
 
 def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -> None:
@@ -38,6 +53,7 @@ def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -
         "Presigning",
         "Worker",
         "A page with thumbs",
+        "A page with CDN URLs",
         "End to end under `make run`",
         "restart time",
     ):
@@ -91,6 +107,18 @@ def test_bench_reports_the_worker_cold_start_before_and_after(
     assert cold["worker_floor_ms"] > 0
     assert cold["worker_with_fastapi_ms"] > 0
     assert "| worker | before | floor |" in (out / "benchmarks.md").read_text()
+
+
+def test_bench_prices_a_cdn_page_with_either_key_type(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    _, results = report
+
+    kinds = results["cdn"]["kinds"]  # type: ignore[index]
+    assert set(kinds) == {"ecdsa", "rsa"}
+    assert all(
+        set(row["p50_ms"]) == {"plain", "remembered", "first_sight"} for row in kinds.values()
+    )
 
 
 def test_bench_worker_measures_every_image_against_the_floor(

@@ -313,7 +313,7 @@ def test_detail_shows_the_preview_and_links_the_original(site: str, page: Page) 
     preview = re.compile(r"/preview-[0-9a-f]+\.webp\?")
     expect(page.locator("#detail-image")).to_have_attribute("src", preview)
     expect(page.locator("#detail-download")).to_have_attribute(
-        "href", re.compile(r"/images/[0-9a-f]{32}\?")
+        "href", re.compile(r"/u/[0-9a-f]{20}/[0-9a-f]{44}/original\?")
     )
     width = wait_for(
         lambda: page.evaluate("document.getElementById('detail-image').naturalWidth"),

@@ -47,6 +47,7 @@ def test_generated_client_names_operations_readably(generated: Path) -> None:
     modules = sorted(p.stem for p in (generated / "client" / "api" / "images").glob("images_*.py"))
 
     assert modules == [
+        "images_cdn_cookies",
         "images_confirm",
         "images_create",
         "images_delete",

@@ -1,7 +1,6 @@
 """The whole lifecycle over real HTTP: uvicorn serving the app, a moto server process (or
 whatever AWS_ENDPOINT_URL names) behind it, and httpx doing what a client does."""
 
-import time
 from urllib.parse import unquote
 
 import boto3
@@ -9,6 +8,7 @@ import httpx2 as httpx
 import pytest
 
 from app.config import Settings
+from app.domain.owners import new_image_id
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
 from app.storage.objects import ImageObjects
@@ -167,7 +167,7 @@ def test_a_delete_conditioned_on_old_bytes_leaves_bytes_uploaded_since(
         monkeypatch.setenv(name, service_env[name])
     settings = Settings(bucket=service_env["IMAGES_BUCKET"])
     objects = ImageObjects(AwsClients(settings), settings)
-    image_id = f"conditional{time.time_ns()}"
+    image_id = new_image_id("c" * 20)
     old, new = make_image("image/png", color="red"), make_image("image/png", color="blue")
     objects.put(image_id, old, "image/png")
     read = objects.read_prefix(image_id, 1024)

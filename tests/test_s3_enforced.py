@@ -157,7 +157,7 @@ def test_expired_upload_url_is_403(objects: ImageObjects) -> None:
 
 def test_expired_download_url_is_403(strict_api: httpx.Client, objects: ImageObjects) -> None:
     image = upload(strict_api, "alice", make_image("image/gif"), "image/gif")
-    url = objects.presign_get(image["id"], "image/gif", "attachment", expires_in=1)
+    url = objects.original_url(image["id"], "image/gif", "attachment", expires_in=1)
     time.sleep(2.1)
 
     response = httpx.get(url)

@@ -1,5 +1,6 @@
 """template.yaml (AWS SAM) declares the same table and bucket the code creates locally."""
 
+import functools
 import importlib
 import json
 import re
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.config import Settings
 from app.domain.variants import DEFAULT_VARIANTS, OUTPUT_TYPES, VariantSpec
@@ -19,6 +22,7 @@ from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
     ORIGINAL_NAME,
+    PENDING_TAG,
     USERS_PREFIX,
     VISIBILITY_TIMEOUT_SECONDS,
     WORKER_TIMEOUT_SECONDS,
@@ -35,6 +39,15 @@ TEMPLATE = ROOT / "template.yaml"
 # aws-sam-translator in a venv of its own (requirements/sam-translator.txt).
 SAM_PYTHON = ROOT / ".sam-translator" / "bin" / "python"
 XRAY = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+# What a deployment with the CDN passes: the public key's PEM, the private key's SSM name.
+PUBLIC_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+KEYED = {"CdnPublicKey": PUBLIC_KEY, "CdnPrivateKeyParameter": "/images/cdn-private-key"}
+ALIAS = "ImagesFunctionAliaslive"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -65,24 +78,121 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
     return {name: resource["Properties"] for name, resource in template["Resources"].items()}
 
 
-@pytest.fixture(scope="module")
-def deployed() -> dict[str, Any]:
-    """What `sam deploy` would create: the template through SAM's own transform."""
+@functools.cache
+def _transformed(parameters: str) -> dict[str, Any]:
+    """The template through SAM's own transform, given these parameters (JSON)."""
     if not SAM_PYTHON.exists():
         pytest.skip("aws-sam-translator is not installed: `make test` installs .sam-translator/")
     transformed = subprocess.run(
-        [str(SAM_PYTHON), "-I", str(ROOT / "tests" / "sam_transform.py"), str(TEMPLATE)],
+        [
+            str(SAM_PYTHON),
+            "-I",
+            str(ROOT / "tests" / "sam_transform.py"),
+            str(TEMPLATE),
+            parameters,
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    resources: dict[str, Any] = json.loads(transformed.stdout)["Resources"]
+    result: dict[str, Any] = json.loads(transformed.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def deployed() -> dict[str, Any]:
+    """What `sam deploy` would create: the template through SAM's own transform."""
+    resources: dict[str, Any] = _transformed("{}")["Resources"]
     return resources
+
+
+def _values(template: dict[str, Any], parameters: dict[str, Any], region: str) -> dict[str, Any]:
+    """Every parameter's value (its default unless given) and the pseudo parameters."""
+    values = {name: spec.get("Default", "") for name, spec in template["Parameters"].items()}
+    return values | parameters | _PSEUDO | {"AWS::Region": region}
+
+
+# Ref of a Number parameter is a string: CloudFormation compares values as strings.
+_DECISIONS = {
+    "Fn::Equals": lambda arguments: str(arguments[0]) == str(arguments[1]),
+    "Fn::Not": lambda arguments: not arguments[0],
+    "Fn::And": all,
+    "Fn::Or": any,
+}
+
+
+def _decide(expression: Any, values: dict[str, Any], conditions: dict[str, Any]) -> Any:
+    """A condition or a rule's assertion, as CloudFormation decides it."""
+    if not isinstance(expression, dict):
+        return expression
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return values[argument]
+    if function == "Condition":
+        return _decide(conditions[argument], values, conditions)
+    return _DECISIONS[function]([_decide(item, values, conditions) for item in argument])
+
+
+_GONE = object()
+
+
+def _apply(value: Any, holds: dict[str, bool], values: dict[str, Any]) -> Any:
+    """A property as CloudFormation sees it: Fn::If decided, AWS::NoValue removed, a
+    parameter's Ref replaced by its value (other Refs and Subs stay)."""
+    if isinstance(value, list):
+        return [item for item in (_apply(v, holds, values) for v in value) if item is not _GONE]
+    if not isinstance(value, dict):
+        return value
+    if value == {"Ref": "AWS::NoValue"}:
+        return _GONE
+    if set(value) == {"Ref"} and value["Ref"] in values and "::" not in value["Ref"]:
+        return values[value["Ref"]]
+    if set(value) == {"Fn::If"}:
+        condition, then, otherwise = value["Fn::If"]
+        return _apply(then if holds[condition] else otherwise, holds, values)
+    applied = {key: _apply(item, holds, values) for key, item in value.items()}
+    return {key: item for key, item in applied.items() if item is not _GONE}
+
+
+def _deploy(region: str = "eu-west-1", **parameters: Any) -> dict[str, Any]:
+    """The resources a stack with these parameters would have: the template transformed
+    with them, then its conditions decided as CloudFormation decides them."""
+    template = _transformed(json.dumps(parameters, sort_keys=True))
+    values = _values(template, parameters, region)
+    conditions = template["Conditions"]
+    holds = {name: _decide(c, values, conditions) for name, c in conditions.items()}
+    return {
+        name: _apply(resource, holds, values)
+        for name, resource in template["Resources"].items()
+        if holds.get(resource.get("Condition"), True)
+    }
+
+
+def _refused(**parameters: Any) -> list[str]:
+    """The rules whose assertions these parameters break (CloudFormation refuses the
+    stack before creating anything)."""
+    template = _transformed("{}")
+    values = _values(template, parameters, "eu-west-1")
+    conditions = template["Conditions"]
+    return [
+        name
+        for name, rule in template["Rules"].items()
+        if _decide(rule.get("RuleCondition", True), values, conditions)
+        and not all(_decide(a["Assert"], values, conditions) for a in rule["Assertions"])
+    ]
+
+
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy's statements; one under Fn::If as granted when its condition holds."""
+    return [
+        statement["Fn::If"][1] if "Fn::If" in statement else statement
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
 
 
 def _role_statements(deployed: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
     (policy,) = deployed[role]["Properties"]["Policies"]
-    return {statement["Sid"]: statement for statement in policy["PolicyDocument"]["Statement"]}
+    return {statement["Sid"]: statement for statement in _statements(policy)}
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -97,20 +207,21 @@ _PSEUDO = {
     "0d4a1c60-1d2e-11ef-9a3b-0a1b2c3d4e5f",
     "AWS::Partition": "aws",
     "AWS::AccountId": "123456789012",
+    "AWS::Region": "eu-west-1",
 }
 
 
-def _evaluate(value: Any) -> Any:
+def _evaluate(value: Any, names: dict[str, Any] = _PSEUDO) -> Any:
     if not isinstance(value, dict):
         return value
     ((function, argument),) = value.items()
     if function == "Ref":
-        return _PSEUDO[argument]
+        return names[argument]
     if function == "Fn::Sub":
-        return re.sub(r"\$\{([^}]+)\}", lambda m: _PSEUDO[m.group(1)], argument)
-    arguments = [_evaluate(item) for item in argument]
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], argument)
+    arguments = [_evaluate(item, names) for item in argument]
     if function == "Fn::Join":
-        return arguments[0].join(_evaluate(item) for item in arguments[1])
+        return arguments[0].join(_evaluate(item, names) for item in arguments[1])
     if function == "Fn::Split":
         return arguments[1].split(arguments[0])
     if function == "Fn::Select":
@@ -155,7 +266,12 @@ def test_table_has_ttl_pitr_and_encryption(resources: dict[str, Any]) -> None:
 
 
 def test_bucket_lifecycle_matches_code(resources: dict[str, Any]) -> None:
-    rules = _by_name(resources["ImagesBucket"]["LifecycleConfiguration"]["Rules"], "Id")
+    """The rules every deployment has; archiving is the template's alone (local stores
+    have no storage classes), and only when ArchiveAfterDays says so."""
+    rules = _by_name(
+        [r for r in resources["ImagesBucket"]["LifecycleConfiguration"]["Rules"] if "Id" in r],
+        "Id",
+    )
     # The S3 API and CloudFormation spell the same rule differently.
     expected = {}
     for rule in bucket_lifecycle()["Rules"]:
@@ -205,15 +321,15 @@ def test_function_is_the_lambda_image_in_apigateway_mode(resources: dict[str, An
     assert function["Events"]["Sweep"]["Type"] == "Schedule"
 
 
-def test_function_policy_touches_only_this_table_and_bucket(deployed: dict[str, Any]) -> None:
+def test_function_policy_touches_only_this_stacks_resources_and_the_cdn_key(
+    deployed: dict[str, Any],
+) -> None:
     statements = _role_statements(deployed, "ImagesFunctionRole")
     named = [json.dumps(statement["Resource"]) for statement in statements.values()]
     actions = {action for statement in statements.values() for action in _actions(statement)}
+    own = ("ImagesTable", "ImagesBucket", "ImagesFunctionLogs", "CdnPrivateKeyParameter")
 
-    assert all(
-        any(name in resource for name in ("ImagesTable", "ImagesBucket", "ImagesFunctionLogs"))
-        for resource in named
-    )
+    assert all(any(name in resource for name in own) for resource in named)
     assert not any(action.endswith("*") for action in actions)
     assert "dynamodb:Scan" not in actions
 
@@ -547,3 +663,408 @@ def test_worker_timeout_holds_a_whole_batch_of_renders_at_their_budget(
     )
     assert worker["Timeout"] == WORKER_TIMEOUT_SECONDS
     assert 6 * worker["Timeout"] <= VISIBILITY_TIMEOUT_SECONDS
+
+
+def _distribution(resources: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = resources["Distribution"]["Properties"]["DistributionConfig"]
+    return config
+
+
+def _behaviours(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    config = _distribution(resources)
+    return [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
+
+
+def _environment(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    variables: dict[str, Any] = resources[function]["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+def test_distributions_only_origin_is_the_bucket_through_origin_access_control() -> None:
+    resources = _deploy(**KEYED)
+    (origin,) = _distribution(resources)["Origins"]
+    access = resources["CdnOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+
+    assert origin["DomainName"] == {"Fn::GetAtt": ["ImagesBucket", "RegionalDomainName"]}
+    assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["CdnOriginAccessControl", "Id"]}
+    assert {b["TargetOriginId"] for b in _behaviours(resources)} == {origin["Id"]}
+    assert (
+        access["OriginAccessControlOriginType"],
+        access["SigningProtocol"],
+        access["SigningBehavior"],
+    ) == ("s3", "sigv4", "always")
+
+
+def test_every_cache_behaviour_requires_the_key_group_of_the_parameters_key() -> None:
+    resources = _deploy(**KEYED)
+    key_group = resources["CdnKeyGroup"]["Properties"]["KeyGroupConfig"]
+    key = resources["CdnSigningKey"]["Properties"]["PublicKeyConfig"]
+
+    assert all(b["TrustedKeyGroups"] == [{"Ref": "CdnKeyGroup"}] for b in _behaviours(resources))
+    assert not any("TrustedSigners" in b for b in _behaviours(resources))
+    assert key_group["Items"] == [{"Ref": "CdnSigningKey"}]
+    assert key["EncodedKey"] == PUBLIC_KEY
+
+
+def test_cache_key_holds_no_cookies_headers_or_signing_parameters() -> None:
+    """One edge copy per object whatever signature fetched it: only the response-*
+    overrides of an original's download URL change the response, so only they count."""
+    resources = _deploy(**KEYED)
+    policy = resources["CdnCachePolicy"]["Properties"]["CachePolicyConfig"]
+    key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+
+    assert all(b["CachePolicyId"] == {"Ref": "CdnCachePolicy"} for b in _behaviours(resources))
+    assert not any(
+        "ForwardedValues" in b or "OriginRequestPolicyId" in b for b in _behaviours(resources)
+    )
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert key["HeadersConfig"] == {"HeaderBehavior": "none"}
+    assert key["QueryStringsConfig"]["QueryStringBehavior"] == "whitelist"
+    assert sorted(key["QueryStringsConfig"]["QueryStrings"]) == [
+        "response-content-disposition",
+        "response-content-type",
+    ]
+
+
+def test_edge_caches_objects_for_a_day_whatever_they_say() -> None:
+    """Keys are never rewritten, and objects are served as `private`: only a minimum TTL
+    above zero lets CloudFront cache them at all."""
+    policy = _deploy(**KEYED)["CdnCachePolicy"]["Properties"]["CachePolicyConfig"]
+
+    assert policy["MinTTL"] >= 24 * 3600
+    assert policy["MinTTL"] <= policy["DefaultTTL"] <= policy["MaxTTL"]
+
+
+def test_viewers_reach_the_cdn_over_https_only_with_http2_and_http3() -> None:
+    resources = _deploy(**KEYED)
+
+    assert {b["ViewerProtocolPolicy"] for b in _behaviours(resources)} == {"https-only"}
+    assert _distribution(resources)["HttpVersion"] == "http2and3"
+    assert all(set(b["AllowedMethods"]) == {"GET", "HEAD"} for b in _behaviours(resources))
+
+
+def test_custom_domain_serves_its_certificate_with_tls_1_2_at_least() -> None:
+    config = _distribution(
+        _deploy(
+            **KEYED,
+            CdnDomainName="img.example.com",
+            CdnCertificateArn="arn:aws:acm:us-east-1:123456789012:certificate/abc",
+        )
+    )
+
+    assert config["Aliases"] == ["img.example.com"]
+    assert config["ViewerCertificate"] == {
+        "AcmCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+        "SslSupportMethod": "sni-only",
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+    }
+    assert "Aliases" not in _distribution(_deploy(**KEYED))
+
+
+def test_cdn_responses_carry_nosniff_and_hsts() -> None:
+    resources = _deploy(**KEYED)
+    config = resources["CdnResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+    security = config["SecurityHeadersConfig"]
+
+    assert all(
+        b["ResponseHeadersPolicyId"] == {"Ref": "CdnResponseHeadersPolicy"}
+        for b in _behaviours(resources)
+    )
+    assert security["ContentTypeOptions"] == {"Override": True}
+    assert security["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 365 * 24 * 3600
+    assert security["StrictTransportSecurity"]["IncludeSubdomains"] is True
+    assert security["StrictTransportSecurity"]["Override"] is True
+
+
+def test_bucket_lets_only_this_distribution_get_images() -> None:
+    policy = _deploy(**KEYED)["ImagesBucketPolicy"]["Properties"]
+    allowed = [s for s in _statements(policy) if s["Effect"] == "Allow"]
+
+    assert allowed == [
+        {
+            "Sid": "CloudFrontReadsImages",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudfront.amazonaws.com"},
+            "Action": "s3:GetObject",
+            "Resource": {"Fn::Sub": f"${{ImagesBucket.Arn}}/{USERS_PREFIX}*"},
+            "Condition": {
+                "StringEquals": {
+                    "AWS:SourceArn": {
+                        "Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}"
+                        ":distribution/${Distribution}"
+                    }
+                }
+            },
+        }
+    ]
+
+
+def test_alarms_watch_the_distributions_error_rates_from_us_east_1() -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:ops"
+    resources = _deploy(region="us-east-1", AlarmTopicArn=topic, **KEYED)
+    alarms = {
+        r["Properties"]["MetricName"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["Namespace"] == "AWS/CloudFront"
+    }
+
+    assert sorted(alarms) == ["4xxErrorRate", "5xxErrorRate"]
+    for alarm in alarms.values():
+        assert alarm["Dimensions"] == [
+            {"Name": "DistributionId", "Value": {"Ref": "Distribution"}},
+            {"Name": "Region", "Value": "Global"},
+        ]
+        assert alarm["AlarmActions"] == [topic]
+
+
+def test_cdn_alarms_exist_only_where_cloudfront_publishes_metrics() -> None:
+    """CloudFront's metrics are in us-east-1 alone: elsewhere an alarm would never fire."""
+    resources = _deploy(region="eu-west-1", **KEYED)
+
+    assert "Distribution" in resources
+    assert not [
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["Namespace"] == "AWS/CloudFront"
+    ]
+
+
+@pytest.mark.parametrize("name", ["/images/cdn-private-key", "images/cdn-private-key"])
+def test_api_role_may_read_exactly_the_named_key_parameter(name: str) -> None:
+    """SSM's ARN holds the name without its leading slash, whichever way it is given."""
+    statements = _role_statements(
+        _deploy(**KEYED | {"CdnPrivateKeyParameter": name}), "ImagesFunctionRole"
+    )
+    (grant,) = (s for s in statements.values() if any(a.startswith("ssm:") for a in _actions(s)))
+    names = _PSEUDO | {"CdnPrivateKeyParameter": name}
+
+    assert _actions(grant) == ["ssm:GetParameter"]
+    assert (
+        _evaluate(grant["Resource"], names)
+        == "arn:aws:ssm:eu-west-1:123456789012:parameter/images/cdn-private-key"
+    )
+
+
+def test_key_parameter_names_the_grant_cannot_misread_are_refused(
+    template: dict[str, Any],
+) -> None:
+    pattern = re.compile(template["Parameters"]["CdnPrivateKeyParameter"]["AllowedPattern"])
+
+    assert all(pattern.match(n) for n in ("", "/images/cdn-key", "cdn-key", "a.b_c-d/e"))
+    assert not any(pattern.match(n) for n in ("/images//key", "/images/", "/", "key*", "a b"))
+
+
+def test_worker_has_no_key_parameter_no_cdn_settings_and_no_cdn_access() -> None:
+    resources = _deploy(**KEYED)
+    actions = {
+        action
+        for statement in _role_statements(resources, "WorkerFunctionRole").values()
+        for action in _actions(statement)
+    }
+    worker = json.dumps([resources["WorkerFunction"], resources["WorkerFunctionRole"]])
+
+    assert not {a for a in actions if a.split(":")[0] in ("ssm", "kms", "cloudfront")}
+    assert not [
+        name
+        for name in _environment(resources, "WorkerFunction")
+        if name.startswith("IMAGES_CDN_") or name == "IMAGES_S3_ACCELERATE"
+    ]
+    assert not any(name in worker for name in ("Cdn", "Distribution", "ssm"))
+
+
+def test_no_function_environment_holds_the_private_key(deployed: dict[str, Any]) -> None:
+    """The API is told where the key is, never the key: no variable resolves an SSM
+    parameter at deploy time, and the one naming it holds that name alone."""
+    variables = {
+        (function, name): json.dumps(value)
+        for function in ("ImagesFunction", "WorkerFunction")
+        for name, value in _environment(deployed, function).items()
+    }
+    naming = [key for key, value in variables.items() if "CdnPrivateKeyParameter" in value]
+    told = _environment(_deploy(**KEYED), "ImagesFunction")
+
+    assert not [key for key, value in variables.items() if "resolve:ssm" in value]
+    assert not [key for key, value in variables.items() if "PRIVATE KEY" in value]
+    assert naming == [("ImagesFunction", "IMAGES_CDN_PRIVATE_KEY_PARAMETER")]
+    assert told["IMAGES_CDN_PRIVATE_KEY_PARAMETER"] == KEYED["CdnPrivateKeyParameter"]
+
+
+def test_api_is_told_the_cdns_url_key_pair_and_cookie_domain() -> None:
+    plain = _environment(_deploy(**KEYED), "ImagesFunction")
+    domain = {
+        "CdnDomainName": "img.example.com",
+        "CdnCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+    }
+    custom = _environment(
+        _deploy(**KEYED, **domain, CdnCookieDomain=".example.com"), "ImagesFunction"
+    )
+
+    assert plain["IMAGES_CDN_URL"] == {"Fn::Sub": "https://${Distribution.DomainName}"}
+    assert plain["IMAGES_CDN_KEY_PAIR_ID"] == {"Ref": "CdnSigningKey"}
+    assert (plain["IMAGES_CDN_COOKIES"], plain["IMAGES_CDN_COOKIE_DOMAIN"]) == ("false", "")
+    assert _evaluate(custom["IMAGES_CDN_URL"], domain) == "https://img.example.com"
+    assert (custom["IMAGES_CDN_COOKIES"], custom["IMAGES_CDN_COOKIE_DOMAIN"]) == (
+        "true",
+        ".example.com",
+    )
+
+
+def test_owner_secret_is_generated_kept_forever_and_given_to_the_api(
+    deployed: dict[str, Any],
+) -> None:
+    """It derives every user's key prefix: a new one would move new images elsewhere."""
+    secret = deployed["OwnerSecret"]
+
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert _environment(deployed, "ImagesFunction")["IMAGES_OWNER_SECRET"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${OwnerSecret}}}"
+    }
+
+
+def _lifecycle(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    lifecycle = resources["ImagesBucket"]["Properties"]["LifecycleConfiguration"]
+    rules: list[dict[str, Any]] = lifecycle["Rules"]
+    return rules
+
+
+def test_archive_rule_moves_confirmed_originals_to_the_chosen_class() -> None:
+    """Only confirmed originals carry state=ready (app/storage/objects.py, tag_ready):
+    variants, small and read on every view, stay in Standard."""
+    rules = _lifecycle(_deploy(ArchiveAfterDays=90, ArchiveStorageClass="GLACIER_IR"))
+    (archive,) = (r for r in rules if "Transitions" in r)
+    key, _ = PENDING_TAG
+
+    assert archive["Status"] == "Enabled"
+    assert archive["TagFilters"] == [{"Key": key, "Value": "ready"}]
+    assert archive.get("Prefix", "") == ""
+    assert archive["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}]
+
+
+def test_archiving_defaults_to_intelligent_tiering_after_30_days() -> None:
+    (archive,) = (r for r in _lifecycle(_deploy()) if "Transitions" in r)
+
+    assert archive["Transitions"] == [
+        {"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": 30}
+    ]
+
+
+def test_archive_rule_is_gone_with_archive_after_days_zero() -> None:
+    rules = _lifecycle(_deploy(ArchiveAfterDays=0))
+
+    assert [r for r in rules if "Transitions" in r] == []
+    assert {r["Id"] for r in rules} == {"expire-unconfirmed-uploads", "abort-incomplete-multipart"}
+
+
+def test_incomplete_multipart_uploads_are_aborted_everywhere() -> None:
+    (abort,) = (r for r in _lifecycle(_deploy()) if "AbortIncompleteMultipartUpload" in r)
+
+    assert abort["Status"] == "Enabled"
+    assert abort["Prefix"] == ""
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+@pytest.mark.parametrize(("accelerate", "status"), [("true", "Enabled"), ("false", "Suspended")])
+def test_bucket_and_upload_urls_follow_the_accelerate_switch(accelerate: str, status: str) -> None:
+    resources = _deploy(Accelerate=accelerate)
+
+    assert resources["ImagesBucket"]["Properties"]["AccelerateConfiguration"] == {
+        "AccelerationStatus": status
+    }
+    assert _environment(resources, "ImagesFunction")["IMAGES_S3_ACCELERATE"] == accelerate
+
+
+def test_api_gateway_and_the_schedule_invoke_the_live_alias(
+    resources: dict[str, Any], deployed: dict[str, Any]
+) -> None:
+    alias = deployed[ALIAS]
+    permissions = [r for r in deployed.values() if r["Type"] == "AWS::Lambda::Permission"]
+    integrations = [
+        operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        for operations in deployed["HttpApi"]["Properties"]["Body"]["paths"].values()
+        for operation in operations.values()
+        if "x-amazon-apigateway-integration" in operation
+    ]
+    (sweep,) = deployed["ImagesFunctionSweep"]["Properties"]["Targets"]
+
+    assert (alias["Type"], alias["Properties"]["Name"]) == ("AWS::Lambda::Alias", "live")
+    assert alias["Properties"]["FunctionName"] == {"Ref": "ImagesFunction"}
+    assert len(integrations) == len(_api_routes(resources))
+    assert all(f"/functions/${{{ALIAS}}}/invocations" in uri for uri in integrations)
+    assert permissions
+    assert all(p["Properties"]["FunctionName"] == {"Ref": ALIAS} for p in permissions)
+    assert sweep["Arn"] == {"Ref": ALIAS}
+
+
+def test_provisioned_concurrency_sits_on_the_alias() -> None:
+    resources = _deploy(ProvisionedConcurrency=5)
+
+    assert resources[ALIAS]["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 5
+    }
+    assert "ProvisionedConcurrencyConfig" not in resources["ImagesFunction"]["Properties"]
+
+
+def test_no_provisioned_concurrency_by_default() -> None:
+    resources = _deploy()
+
+    assert not [
+        name
+        for name, r in resources.items()
+        if "ProvisionedConcurrencyConfig" in r.get("Properties", {})
+    ]
+
+
+def test_without_the_cdn_nothing_of_it_remains() -> None:
+    resources = _deploy(Cdn="false")
+    environment = _environment(resources, "ImagesFunction")
+    policy = resources["ImagesBucketPolicy"]["Properties"]
+
+    assert [n for n, r in resources.items() if r["Type"].startswith("AWS::CloudFront::")] == []
+    assert environment["IMAGES_CDN_URL"] == ""
+    assert (environment["IMAGES_CDN_KEY_PAIR_ID"], environment["IMAGES_CDN_COOKIES"]) == (
+        "",
+        "false",
+    )
+    assert [s for s in _statements(policy) if s["Effect"] == "Allow"] == []
+
+
+def test_api_role_reads_no_parameter_without_the_cdn() -> None:
+    statements = _role_statements(_deploy(Cdn="false"), "ImagesFunctionRole").values()
+
+    assert not [s for s in statements if any(a.startswith("ssm:") for a in _actions(s))]
+
+
+def test_rules_refuse_the_cdn_without_its_keys() -> None:
+    assert _refused(**KEYED) == []
+    assert _refused(**KEYED | {"CdnPublicKey": ""}) == ["CdnNeedsItsKeys"]
+    assert _refused(**KEYED | {"CdnPrivateKeyParameter": ""}) == ["CdnNeedsItsKeys"]
+    assert _refused(Cdn="false") == []
+
+
+def test_rules_refuse_a_domain_without_its_certificate_and_cookies_without_a_domain() -> None:
+    certificate = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+
+    assert _refused(**KEYED, CdnDomainName="img.example.com") == ["CdnDomainNeedsCertificate"]
+    assert _refused(**KEYED, CdnCertificateArn=certificate) == ["CdnCertificateNeedsDomain"]
+    assert _refused(**KEYED, CdnCookieDomain=".example.com") == ["CdnCookiesNeedCdnDomain"]
+    assert (
+        _refused(
+            **KEYED,
+            CdnDomainName="img.example.com",
+            CdnCertificateArn=certificate,
+            CdnCookieDomain=".example.com",
+        )
+        == []
+    )
+
+
+def test_every_variable_the_functions_get_is_a_setting(deployed: dict[str, Any]) -> None:
+    """A name the code does not read would be a switch that silently does nothing."""
+    settings = {f"IMAGES_{name.upper()}" for name in Settings.model_fields}
+
+    for function in ("ImagesFunction", "WorkerFunction"):
+        assert set(_environment(deployed, function)) - settings == set()

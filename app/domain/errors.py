@@ -30,6 +30,7 @@ class Code(StrEnum):
     UNAUTHORIZED = "unauthorized"  # a missing, invalid or expired token
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the path exists, not with this method
     UNAVAILABLE = "unavailable"  # storage is busy or unreachable: retry after a while
+    CDN_COOKIES_OFF = "cdn_cookies_off"  # this deployment offers no CDN cookies: use URLs
     INTERNAL = "internal"  # a bug: logged, never explained to the caller
 
 

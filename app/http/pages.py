@@ -36,6 +36,8 @@ def gallery_page(settings: Settings, demo_token: str | None) -> str:
     head += _meta("variants", json.dumps(list(settings.variants)))
     if demo_token:
         head += _meta("demo-token", demo_token)
+    if settings.cdn_cookies:
+        head += _meta("cdn-cookies", str(settings.cdn_cookie_ttl_seconds))
     accept = ",".join([f.content_type for f in FORMATS] + sorted(f".{e}" for e in extensions))
     options = "".join(
         f'\n              <option value="{f.content_type}">{html.escape(f.label)}</option>'

@@ -38,6 +38,7 @@ STATUS: dict[Code, int] = {
     Code.UNAUTHORIZED: 401,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.UNAVAILABLE: 503,
+    Code.CDN_COOKIES_OFF: 409,
     Code.INTERNAL: 500,
 }
 # Starlette's own refusals (no route, no such method, a body it cannot parse).

@@ -140,7 +140,7 @@ REPLAYED = "Idempotent-Replayed"
 # validation shape, with its code), storage busy. Each route adds its own.
 _EVERY = (Code.UNAUTHORIZED, Code.INVALID_REQUEST, Code.UNAVAILABLE)
 
-router = APIRouter(prefix="/images", tags=["images"], responses=responses(*_EVERY))
+router = APIRouter(tags=["images"], responses=responses(*_EVERY))
 
 
 def _follow(image_id: str, *operations: str) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def _follow(image_id: str, *operations: str) -> dict[str, Any]:
 
 
 @router.post(
-    "",
+    "/images",
     name="create",
     status_code=status.HTTP_201_CREATED,
     responses={
@@ -194,7 +194,7 @@ async def create_image(
 
 
 @router.post(
-    "/direct",
+    "/images/direct",
     name="upload-direct",
     status_code=status.HTTP_201_CREATED,
     responses={
@@ -249,7 +249,7 @@ async def upload_direct(
 
 
 @router.post(
-    "/{image_id}/confirm",
+    "/images/{image_id}/confirm",
     name="confirm",
     responses=responses(*_EVERY, Code.NOT_FOUND, Code.NOT_UPLOADED, Code.INVALID_IMAGE),
 )
@@ -258,14 +258,14 @@ async def confirm_image(image_id: PathId, user: UserId, service: Service, run: R
     return await run(service.confirm, user, image_id)
 
 
-@router.get("/{image_id}", name="get", responses=responses(*_EVERY, Code.NOT_FOUND))
+@router.get("/images/{image_id}", name="get", responses=responses(*_EVERY, Code.NOT_FOUND))
 async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Return one image's metadata."""
     return await run(service.get, user, image_id)
 
 
 @router.get(
-    "/{image_id}/download",
+    "/images/{image_id}/download",
     name="download",
     response_model=DownloadLink,
     responses={
@@ -296,7 +296,7 @@ async def download_image(
 
 
 @router.get(
-    "",
+    "/images",
     name="list",
     response_model=ImageList,
     responses=responses(*_EVERY, Code.INVALID_CURSOR),
@@ -313,7 +313,7 @@ async def list_images(
 
 
 @router.delete(
-    "/{image_id}",
+    "/images/{image_id}",
     name="delete",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(*_EVERY),
@@ -322,3 +322,27 @@ async def delete_image(image_id: PathId, user: UserId, service: Service, run: Ru
     """Delete an image's bytes and record; 204 whether or not it existed."""
     await run(service.delete, user, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/cdn-cookies",
+    name="cdn-cookies",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(*_EVERY, Code.CDN_COOKIES_OFF),
+)
+async def cdn_cookies(user: UserId, service: Service, run: Run) -> Response:
+    """Set CloudFront signed cookies that let this browser read your images, and only yours."""
+    signed = await run(service.cdn_cookies, user)
+    answer = Response(status_code=status.HTTP_204_NO_CONTENT)
+    for name, value in signed.values.items():
+        answer.set_cookie(
+            name,
+            value,
+            max_age=signed.max_age,
+            path=signed.path,
+            domain=service.settings.cdn_cookie_domain,
+            secure=True,
+            httponly=True,
+            samesite="lax",
+        )
+    return answer

@@ -35,6 +35,7 @@ from app.images.models import (
 )
 from app.pipeline.confirmation import Confirmation, Superseded
 from app.storage import Storage
+from app.storage.cdn import SignedCookies
 from app.storage.items import JsonShape, to_item
 from app.storage.listing import ListFilter
 from app.storage.table import OverQuota, Replay, Usage, claim_for
@@ -68,6 +69,7 @@ class ImageService:
         self._storage = storage
         self._table = storage.table
         self._objects = storage.objects
+        self._reads = storage.reads  # S3-presigned, or CloudFront-signed with a CDN
         self._listing = storage.listing
         self._settings = self.settings = settings
         self._confirmation = confirmation
@@ -242,7 +244,7 @@ class ImageService:
             for variant in image["variants"].values()
             if variant["url"] is not None
         ]
-        urls = self._objects.variant_urls(
+        urls = self._reads.variant_urls(
             [variant["url"] for variant in ready], self._settings.download_url_ttl_seconds
         )
         for variant, url in zip(ready, urls, strict=True):
@@ -264,7 +266,7 @@ class ImageService:
         ttl = self._settings.download_url_ttl_seconds
         if variant == ORIGINAL:
             name = download_name(record.filename, record.content_type)
-            url = self._objects.presign_get(
+            url = self._reads.original_url(
                 image_id, record.content_type, content_disposition(name), ttl
             )
         else:
@@ -274,8 +276,19 @@ class ImageService:
                 raise Conflict(
                     f"The {variant} is {made['status']}{why}", code=Code.VARIANT_NOT_READY
                 )
-            url = self._objects.variant_urls([made["url"]], ttl)[0]
+            url = self._reads.variant_urls([made["url"]], ttl)[0]
         return DownloadLink(url=url, expires_at=self._clock() + timedelta(seconds=ttl))
+
+    def cdn_cookies(self, user_id: str) -> SignedCookies:
+        """Cookies that let a browser read the user's objects, and only theirs, through
+        the CDN: the policy's resource is the user's prefix."""
+        cdn = self._storage.cdn
+        if cdn is None or not self._settings.cdn_cookies:
+            raise Conflict(
+                "This deployment offers no CDN cookies: read through the URLs images carry",
+                code=Code.CDN_COOKIES_OFF,
+            )
+        return cdn.cookies(self._owners(user_id), self._settings.cdn_cookie_ttl_seconds)
 
     def list(self, user_id: str, query: ListQuery) -> dict[str, Any]:
         """One page, as the JSON of ImageList (built directly from the items)."""

@@ -81,12 +81,33 @@ async function signIn(value) {
     return;
   }
   $("sign-in-error").textContent = "";
+  await signCookies();
   showSignedIn(true);
   resetGallery();
 }
 
+// Behind a CDN that shares the page's domain, the service offers signed cookies for the
+// signed-in user's own objects: images are then fetched by their bare URLs, which stay
+// the same for good (browsers keep them cached), and the cookies are renewed at half
+// their life. Without (or if the offer fails), the signed URLs images carry.
+const cookies = { seconds: Number(document.querySelector('meta[name="cdn-cookies"]')?.content),
+                  active: false, renewal: null };
+async function signCookies() {
+  if (!cookies.seconds) return;
+  clearTimeout(cookies.renewal);
+  try {
+    await api("POST", "/cdn-cookies");
+    cookies.active = true;
+    cookies.renewal = setTimeout(signCookies, cookies.seconds * 500);
+  } catch (error) {
+    cookies.active = false;
+  }
+}
+
 function signOut(message) {
   localStorage.removeItem(TOKEN_KEY);
+  clearTimeout(cookies.renewal);
+  cookies.active = false;
   if (state.query) state.query.abort();
   showSignedIn(false);
   $("sign-in-error").textContent = message || "";
@@ -323,7 +344,10 @@ function placeholderUrl(image) {
 // --- Tiles ---------------------------------------------------------------------------
 
 const processing = (image) => image.variants.thumb.status === "pending";
-const url = (image, name) => image.variants[name]?.url;
+const url = (image, name) => {
+  const signed = image.variants[name]?.url;
+  return signed && cookies.active ? signed.split("?")[0] : signed;
+};
 
 function tile(image) {
   const item = document.createElement("li");

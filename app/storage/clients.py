@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 # Codes that mean "AWS is busy or briefly broken": the caller should retry later (503).
 TRANSIENT_CODES = frozenset(
@@ -75,7 +76,7 @@ def unless_refused(call: Callable[[], T], refusal: str | frozenset[str]) -> T | 
             raise
 
 
-def _config(settings: Settings, endpoint: str | None) -> Config:
+def _config(settings: Settings, endpoint: str | None, accelerate: bool = False) -> Config:
     return Config(
         region_name=settings.region,
         signature_version="s3v4",
@@ -88,7 +89,9 @@ def _config(settings: Settings, endpoint: str | None) -> Config:
         tcp_keepalive=True,
         # Emulators (moto, LocalStack) answer on one host name: virtual-hosted bucket
         # names like images.127.0.0.1 would not resolve.
-        s3={"addressing_style": "path" if endpoint else "auto"},
+        s3={"addressing_style": "path" if endpoint else "auto"}
+        if not accelerate
+        else {"use_accelerate_endpoint": True, "addressing_style": "virtual"},
     )
 
 
@@ -105,7 +108,9 @@ class AwsClients:
         self._session: boto3.session.Session | None = None
         self._built: dict[str, Any] = {}
 
-    def _client(self, name: str, service: str, endpoint: str | None) -> Any:
+    def _client(
+        self, name: str, service: str, endpoint: str | None, accelerate: bool = False
+    ) -> Any:
         client = self._built.get(name)
         if client is None:
             # The threadpool serves requests concurrently: without the lock two first
@@ -115,8 +120,9 @@ class AwsClients:
                 if client is None:
                     if self._session is None:
                         self._session = boto3.session.Session(region_name=self._settings.region)
+                    config = _config(self._settings, endpoint, accelerate)
                     client = self._session.client(  # type: ignore[call-overload]
-                        service, endpoint_url=endpoint, config=_config(self._settings, endpoint)
+                        service, endpoint_url=endpoint, config=config
                     )
                     self._built[name] = client
         return client
@@ -133,6 +139,18 @@ class AwsClients:
         if endpoint == self._settings.s3_endpoint:
             return self.s3
         return cast("S3Client", self._client("s3_presign", "s3", endpoint))
+
+    @property
+    def s3_upload(self) -> "S3Client":
+        """Signs upload URLs: through S3 Transfer Acceleration's edge when it is on (the
+        accelerate endpoint is a host of its own, part of the signature)."""
+        if not self._settings.s3_accelerate:
+            return self.s3_presign
+        return cast("S3Client", self._client("s3_upload", "s3", None, accelerate=True))
+
+    @property
+    def ssm(self) -> "SSMClient":
+        return cast("SSMClient", self._client("ssm", "ssm", self._settings.ssm_endpoint))
 
     @property
     def dynamodb(self) -> "DynamoDBClient":

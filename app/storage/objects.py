@@ -55,6 +55,7 @@ class ImageObjects:
         self._clients = clients
         self._bucket = settings.bucket
         self._variants = settings.variants
+        self._browser_cache_seconds = settings.download_url_ttl_seconds
         self._signer = GetUrlSigner(clients, settings.bucket, settings.variant_url_window_seconds)
 
     def _missing(self, image_id: str, exc: ClientError) -> bool:
@@ -73,7 +74,7 @@ class ImageObjects:
         return all(found["Key"] != key for found in listed.get("Contents", []))
 
     def variant_urls(self, keys: Sequence[str], expires_in: int) -> list[str]:
-        """GET URLs of variants' objects, cheap enough for a whole page."""
+        """Presigned GET URLs of variants' objects, cheap enough for a whole page."""
         return self._signer.urls(list(keys), expires_in)
 
     def read_prefix(self, image_id: str, max_bytes: int) -> UploadedObject | None:
@@ -164,8 +165,10 @@ class ImageObjects:
                 Key=variant_key(image_id, name, spec),
                 Body=data,
                 ContentType=spec.content_type,
-                # A variant never changes under its key: browsers may keep it.
-                CacheControl="private, max-age=31536000, immutable",
+                # A variant never changes under its key, but a browser must not keep it
+                # longer than the URL that fetched it lives: every URL handed out (S3's
+                # or CloudFront's) lives at least this long from any moment it is served.
+                CacheControl=f"private, max-age={self._browser_cache_seconds}",
             )
 
     def tag_ready(self, image_id: str) -> bool:
@@ -255,7 +258,7 @@ class ImageObjects:
         object exists: the bytes confirm verified can never be replaced, by a client's
         retry or anyone holding the URL, and a ready object is never retagged pending.
         """
-        url = self._clients.s3_presign.generate_presigned_url(
+        url = self._clients.s3_upload.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self._bucket,
@@ -275,7 +278,7 @@ class ImageObjects:
         }
         return url, headers
 
-    def presign_get(
+    def original_url(
         self, image_id: str, content_type: str, content_disposition: str, expires_in: int
     ) -> str:
         # The response's type is fixed to the verified one, whatever the object says.
