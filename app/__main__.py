@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from app.composition import Services, build
 from app.config import DEV_JWT_SECRET, KEEP_ALIVE_SECONDS, Settings
+from app.domain.errors import ServiceError
 from app.http.auth import issue_token
 from app.logs import configure_logging
 from app.storage.cdn import CdnKeyError
@@ -105,6 +106,7 @@ def serve(settings: Settings, fresh: bool = False) -> None:
     if settings.cdn_url is not None:
         cookies = "with signed cookies" if settings.cdn_cookies else "without cookies"
         print(f"Reading through CloudFront: {settings.cdn_url} ({cookies})", flush=True)
+    print(_scanning(services), flush=True)
     # A demo token only for the development secret: with a real one, a token printed to
     # a terminal (or a log collector) would be a working credential.
     token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600) if development else None
@@ -125,6 +127,27 @@ def serve(settings: Settings, fresh: bool = False) -> None:
     )
 
 
+def _scanning(services: Services) -> str:
+    """What uploads are scanned with, said at start; or stop, saying why it cannot."""
+    from app.pipeline.clamd_daemon import ClamdNotStarted  # noqa: PLC0415
+    from app.pipeline.scanning import ScannerUnavailable  # noqa: PLC0415
+
+    settings = services.settings
+    if settings.scan == "off":
+        return "Malware scanning: off (IMAGES_SCAN=clamav turns it on)"
+    if settings.scan == "guardduty":
+        return "Malware scanning: GuardDuty's verdicts, as they reach the uploads queue"
+    try:
+        scanner = services.scanner
+        engine = scanner.engine() if scanner is not None else "none"
+    except (ClamdNotStarted, ScannerUnavailable) as exc:
+        sys.exit(f"Refusing to start: {exc}")
+    where = (
+        settings.clamd or f"its own clamd on {settings.clamav_database or 'the system database'}"
+    )
+    return f"Malware scanning: {engine} ({where}); nothing is served before it is clean"
+
+
 def work(settings: Settings) -> None:
     """The worker alone (the compose service), until SIGTERM or Ctrl-C."""
     from app.pipeline.worker import poll  # noqa: PLC0415 - only the worker needs Pillow
@@ -141,6 +164,7 @@ def work(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, terminate)
     services = build(settings)
     print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
+    print(_scanning(services), flush=True)
     try:
         poll(services.worker, services.storage.queue, settings, stop)
     except KeyboardInterrupt:
@@ -174,6 +198,10 @@ def main(argv: list[str] | None = None) -> None:
         help="have the worker make the variants images lack (new or changed definitions)",
     )
     backfill.add_argument("--most", type=int, default=10_000, help="at most this many images")
+    rescan = commands.add_parser(
+        "rescan", help="have the worker scan served images again (after a definitions update)"
+    )
+    rescan.add_argument("--most", type=int, default=10_000, help="at most this many images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -191,7 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "serve" or args.command is None:
         serve(settings, fresh=getattr(args, "fresh", False))
     else:
-        print(json.dumps(_maintain(build(settings), args)))
+        try:
+            print(json.dumps(_maintain(build(settings), args)))
+        except ServiceError as exc:  # said as the API says it, never a traceback
+            sys.exit(f"{args.command}: {exc.detail} ({exc.code})")
 
 
 def _maintain(services: Services, args: argparse.Namespace) -> dict[str, object]:
@@ -204,6 +235,8 @@ def _maintain(services: Services, args: argparse.Namespace) -> dict[str, object]
         return {**asdict(result), "drift": result.drift}
     if args.command == "redrive":
         return {"moved": services.storage.queue.redrive(args.most)}
+    if args.command == "rescan":
+        return asdict(maintenance.rescan(args.most))
     return asdict(maintenance.backfill(args.most))
 
 

@@ -22,9 +22,13 @@ from app.storage import Storage
 from app.storage.clients import AwsClients
 
 if TYPE_CHECKING:
+    from app.pipeline.scanning import ClamdScanner
     from app.pipeline.worker import Worker
 
 Clock = Callable[[], datetime]
+# How long a clamd started here may take to load its definitions: seconds for a test
+# database, up to a minute for the official ones on a small machine.
+OWN_CLAMD_START_SECONDS = 120
 
 
 def utcnow() -> datetime:
@@ -83,7 +87,28 @@ class Services:
     def worker(self) -> "Worker":
         from app.pipeline.worker import Worker  # noqa: PLC0415 - Pillow, for the worker only
 
-        return Worker(self.confirmation, self.storage, self.settings)
+        return Worker(
+            self.confirmation, self.storage, self.settings, self.scanner, clock=self.clock
+        )
+
+    @cached_property
+    def scanner(self) -> "ClamdScanner | None":
+        """clamd, when scanning with ClamAV: IMAGES_CLAMD's, or one started here on
+        IMAGES_CLAMAV_DATABASE (ClamdNotStarted says why it could not be). GuardDuty
+        needs none: it scans in S3."""
+        from app.pipeline import clamd_daemon  # noqa: PLC0415 - for the worker only
+        from app.pipeline.scanning import ClamdScanner  # noqa: PLC0415
+
+        settings = self.settings
+        if settings.scan != "clamav":
+            return None
+        address = settings.clamd
+        if address is None:
+            own = clamd_daemon.start(
+                settings.clamav_database, settings.max_upload_bytes, OWN_CLAMD_START_SECONDS
+            )
+            address = own.address
+        return ClamdScanner(address, settings.scan_timeout_seconds)
 
 
 def build(

@@ -150,6 +150,19 @@ class Settings(BaseSettings):
     # Upload URLs through S3 Transfer Acceleration (the bucket must have it enabled).
     s3_accelerate: bool = False
 
+    # Malware scanning (app/pipeline/scanning.py): nothing is served before its bytes are
+    # found clean. "clamav": the worker streams each upload to clamd (IMAGES_CLAMD, or
+    # for `make run` a clamd of its own on IMAGES_CLAMAV_DATABASE); "guardduty": GuardDuty
+    # Malware Protection for S3 scans, the worker applies its verdicts.
+    scan: Literal["off", "clamav", "guardduty"] = "off"
+    clamd: str | None = Field(default=None, pattern=r"^(unix://.+|tcp://[^:/]+:\d+)$")
+    clamav_database: Path | None = None
+    # A scanner that cannot judge an image (not one that is down) is asked this many times.
+    scan_attempts: int = Field(default=3, ge=1, le=10)
+    scan_timeout_seconds: float = Field(default=60, gt=0, le=600)
+    # What a download of an image not scanned yet tells the client to wait.
+    scan_retry_after_seconds: Seconds = 5
+
     # Reading through CloudFront (app/storage/cdn.py): with a CDN URL, every URL handed
     # out for reading is CloudFront-signed with this key pair; without, S3-presigned.
     # The private key comes from a PEM file, or (Lambda) an SSM SecureString read once.

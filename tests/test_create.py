@@ -41,8 +41,10 @@ def test_create_returns_pending_image_and_upload(client: TestClient, alice: dict
         "height",
         "placeholder",
         "variants",
+        "scan",
     }
     assert image["status"] == "pending"
+    assert image["scan"] == {"status": "pending", "signature": None, "reason": None}
     assert image["placeholder"] is None
     assert [v["url"] for v in image["variants"].values()] == [None, None]
     assert {name: v["status"] for name, v in image["variants"].items()} == {

@@ -1,5 +1,6 @@
 """The README against the code it describes: the tables it prints (error codes, formats)
-are the code's tables, and every module, test file and setting it names exists. Each
+are the code's tables, its Layout names every module under app/ and its Configuration
+table every setting, and every module, test file and setting it names exists. Each
 test fails as soon as one side changes without the other."""
 
 import ast
@@ -108,16 +109,37 @@ def _layout_paths() -> list[str]:
     return paths
 
 
+def _app_modules() -> list[str]:
+    """Every module and package under app/, as the Layout tree writes them: a package as
+    its directory (`app/http/`), a module as its file (`app/http/routes.py`)."""
+    modules: list[str] = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        modules.append(f"{relative.parent}/" if path.name == "__init__.py" else str(relative))
+    return modules
+
+
+def _variables_of(name: str) -> list[str]:
+    """The environment variables Settings reads field `name` from: its aliases when it
+    has some (`aws_endpoint_url_s3` is read as `AWS_ENDPOINT_URL_S3`, `region` as
+    `IMAGES_REGION`, `AWS_REGION` or `AWS_DEFAULT_REGION`), else the prefixed name."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    if isinstance(alias, str):
+        return [alias]
+    return [f"{Settings.model_config.get('env_prefix', '')}{name}".upper()]
+
+
 def _setting_variables() -> set[str]:
     """Every environment variable Settings reads."""
-    names: set[str] = set()
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(choice for choice in alias.choices if isinstance(choice, str))
-        else:
-            names.add(f"IMAGES_{name.upper()}")
-    return names
+    return {variable for name in Settings.model_fields for variable in _variables_of(name)}
+
+
+def _configuration_variables() -> set[str]:
+    """The variables the Configuration table's rows name (its first column)."""
+    rows = _table(_section("Configuration"), "Variable")
+    return {span for row in rows for span in _code_spans(row[0])}
 
 
 def test_error_code_table_lists_every_code_with_its_status() -> None:
@@ -161,6 +183,32 @@ def test_layout_names_only_modules_and_packages_that_exist() -> None:
 
     assert "app/pipeline/worker.py" in paths  # the tree is still read as a tree
     assert missing == []
+
+
+def test_layout_names_every_module_and_package_under_app() -> None:
+    modules = _app_modules()
+    listed = set(_layout_paths())
+
+    missing = [module for module in modules if module not in listed]
+
+    assert {"app/", "app/storage/", "app/storage/items.py"} <= set(modules)  # still found
+    assert missing == []
+
+
+def test_configuration_table_lists_every_setting_by_the_variables_it_is_read_from() -> None:
+    listed = _configuration_variables()
+
+    missing = sorted(
+        f"{name} ({variable})"
+        for name in Settings.model_fields
+        for variable in _variables_of(name)
+        if variable not in listed
+    )
+    unknown = sorted(listed - _setting_variables())
+
+    assert {"IMAGES_JWT_SECRET", "AWS_ENDPOINT_URL_S3"} <= listed  # the table is still read
+    assert missing == []
+    assert unknown == []
 
 
 def test_every_test_file_named_exists() -> None:

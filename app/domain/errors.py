@@ -31,6 +31,9 @@ class Code(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the path exists, not with this method
     UNAVAILABLE = "unavailable"  # storage is busy or unreachable: retry after a while
     CDN_COOKIES_OFF = "cdn_cookies_off"  # this deployment offers no CDN cookies: use URLs
+    NOT_SCANNED = "not_scanned"  # its malware scan has not passed yet: wait, retry
+    SCAN_FAILED = "scan_failed"  # the scanner could not judge the bytes: never served
+    INFECTED = "infected"  # a scan found malware in the bytes: removed, never served
     INTERNAL = "internal"  # a bug: logged, never explained to the caller
 
 

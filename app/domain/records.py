@@ -1,6 +1,6 @@
 """An image as the service keeps it: its record, its states, and its variants' states.
 What a client sees of it is app/images/models.py's `Image`, built from the stored item
-in one place (app/storage/items.py, image_json)."""
+in one place (app/storage/items.py, JsonShape)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +22,9 @@ class Status(StrEnum):
     # The bytes were checked and refused (`reason` says why) and removed; the upload is
     # still open: valid bytes PUT while the URL lives are confirmed like any others.
     REJECTED = "rejected"
+    # A scan found malware: the bytes and variants are removed, the quota given back;
+    # the record stays, for its owner to read why, until they delete it.
+    INFECTED = "infected"
     DELETING = "deleting"
 
 
@@ -32,8 +35,36 @@ PUBLIC_STATUS: dict[str, PublicStatus] = {
     Status.PENDING: "pending",
     Status.READY: "ready",
     Status.REJECTED: "rejected",
+    Status.INFECTED: "rejected",
     Status.DELETING: "pending",
 }
+
+
+class ScanStatus(StrEnum):
+    """Whether an image's bytes were found free of malware (IMAGES_SCAN)."""
+
+    PENDING = "pending"  # not scanned yet (or the scanner was down): nothing is served
+    CLEAN = "clean"
+    INFECTED = "infected"  # `signature` names what was found
+    FAILED = "failed"  # the scanner could not judge these bytes (`reason`): never served
+    SKIPPED = "skipped"  # scanning was off when it was confirmed
+
+
+# What may be served: nothing before its scan says so.
+SERVABLE_SCANS = (ScanStatus.CLEAN, ScanStatus.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanState:
+    """An image's scan: its verdict, what found it (`engine`: the scanner and its
+    definitions) and when, and how many times the scanner failed on it."""
+
+    status: ScanStatus = ScanStatus.SKIPPED
+    signature: str | None = None
+    reason: str | None = None
+    engine: str | None = None
+    scanned_at: str | None = None
+    attempts: int = 0
 
 
 class VariantStatus(StrEnum):
@@ -91,8 +122,14 @@ class ImageRecord:
     # from the configuration (their objects go with the image).
     variants: dict[str, VariantState] = field(default_factory=dict)
     placeholder: str | None = None
-    # Why the last bytes checked were refused (status `rejected`).
+    # Why the last bytes checked were refused (status `rejected` or `infected`).
     reason: str | None = None
+    scan: ScanState = field(default_factory=ScanState)
+
+    @property
+    def servable(self) -> bool:
+        """Ready, and scanned clean (or confirmed with scanning off)."""
+        return self.status == Status.READY and self.scan.status in SERVABLE_SCANS
 
     @property
     def was_confirmed(self) -> bool:

@@ -39,12 +39,15 @@ STATUS: dict[Code, int] = {
     Code.METHOD_NOT_ALLOWED: 405,
     Code.UNAVAILABLE: 503,
     Code.CDN_COOKIES_OFF: 409,
+    Code.NOT_SCANNED: 409,
+    Code.SCAN_FAILED: 409,
+    Code.INFECTED: 409,
     Code.INTERNAL: 500,
 }
 # Starlette's own refusals (no route, no such method, a body it cannot parse).
 _FRAMEWORK = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED, 400: Code.INVALID_BODY}
 # Codes whose answers say when to try again.
-_RETRY_AFTER = (Code.RATE_LIMITED, Code.UNAVAILABLE)
+_RETRY_AFTER = (Code.RATE_LIMITED, Code.UNAVAILABLE, Code.NOT_SCANNED)
 
 
 def problem(detail: Any, code: Code) -> bytes:

@@ -270,7 +270,16 @@ async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) 
     response_model=DownloadLink,
     responses={
         307: {"description": "Redirect to the presigned URL"},
-        **responses(*_EVERY, Code.NOT_FOUND, Code.NOT_READY, Code.REJECTED, Code.VARIANT_NOT_READY),
+        **responses(
+            *_EVERY,
+            Code.NOT_FOUND,
+            Code.NOT_READY,
+            Code.REJECTED,
+            Code.VARIANT_NOT_READY,
+            Code.NOT_SCANNED,
+            Code.SCAN_FAILED,
+            Code.INFECTED,
+        ),
     },
 )
 async def download_image(

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.config import Settings
-from app.domain.errors import InvalidImage, NotFound, ServiceError, Unavailable
-from app.domain.records import UNCONFIRMED, ImageRecord, Status
+from app.domain.errors import InvalidImage, InvalidRequest, NotFound, ServiceError, Unavailable
+from app.domain.records import UNCONFIRMED, ImageRecord, ScanStatus, Status
 from app.images.deletion import finish_delete
 from app.pipeline.confirmation import Confirmation, Superseded
+from app.pipeline.notifications import BACKFILL as BACKFILL_EVENT
+from app.pipeline.notifications import RESCAN as RESCAN_EVENT
 from app.pipeline.notifications import announcement
 from app.storage import Storage
 from app.storage.listing import SweepPosition
@@ -31,7 +33,7 @@ from app.storage.table import Usage
 log = logging.getLogger(__name__)
 
 RECONCILE_ATTEMPTS = 5
-SWEEP, BACKFILL = "sweep", "backfill"
+SWEEP, BACKFILL, RESCAN = "sweep", "backfill", "rescan"
 
 
 @dataclass
@@ -50,7 +52,7 @@ class SweepReport:
 
 @dataclass
 class BackfillReport:
-    queued: int  # originals the worker was asked to make whatever they miss
+    queued: int  # originals the worker was asked to look at again (variants, or a scan)
     complete: bool  # False: more are left, for the next run (it starts where this stopped)
 
 
@@ -130,7 +132,13 @@ class Maintenance:
 
     def _settle(self, record: ImageRecord, now: int, report: SweepReport) -> None:
         try:
-            if record.status == Status.READY:
+            if record.status == Status.INFECTED:
+                # Found infected, then stopped before its objects were gone: the record
+                # is the check (nothing of an infected image may stay), so all of them go.
+                self._storage.objects.delete(record)
+                self._storage.table.quarantined(record.id)
+                report.released += 1
+            elif record.status == Status.READY:
                 # Confirmed, but nothing reported its follow-up done: retag (idempotent)
                 # before the lifecycle rule could reap it, then release it.
                 self._storage.objects.tag_ready(record.id)
@@ -176,21 +184,34 @@ class Maintenance:
         originals miss (new or changed definitions). Bounded and resumable: the next run
         starts after the last original this one queued. The worker takes every message
         as it takes S3's: one whose image lacks nothing is a redelivery (one GetItem)."""
+        return self._announce(BACKFILL, most, BACKFILL_EVENT)
+
+    def rescan(self, most: int) -> BackfillReport:
+        """Ask the worker to scan up to `most` served originals again (after a definitions
+        update): what it finds now is handled as at upload (infected: removed, quota
+        given back, the operator told). Bounded and resumable like the backfill."""
+        if self._settings.scan != "clamav":
+            raise InvalidRequest(
+                "Rescanning needs IMAGES_SCAN=clamav: GuardDuty scans each object once"
+            )
+        return self._announce(RESCAN, most, RESCAN_EVENT)
+
+    def _announce(self, task: str, most: int, event_name: str) -> BackfillReport:
         objects, table = self._storage.objects, self._storage.table
-        queued, after = 0, table.bookmark(BACKFILL) or ""
+        queued, after = 0, table.bookmark(task) or ""
         while queued < most:
             originals, after_these = objects.originals(after, min(1000, most - queued))
             queued += self._storage.queue.send(
                 [
-                    announcement(self._settings.bucket, image_id, etag)
+                    announcement(self._settings.bucket, image_id, etag, event_name)
                     for image_id, etag in originals
                 ]
             )
             if after_these is None:
-                table.save_bookmark(BACKFILL, None)
+                table.save_bookmark(task, None)
                 return BackfillReport(queued, complete=True)
             after = after_these
-        table.save_bookmark(BACKFILL, after)
+        table.save_bookmark(task, after)
         return BackfillReport(queued, complete=False)
 
     def reconcile(self, user_id: str) -> Reconciliation:
@@ -215,6 +236,8 @@ class Maintenance:
     def _count(self, user_id: str) -> Usage:
         images = size = pending = pending_bytes = 0
         for record in self._storage.listing.owned_by(user_id):
+            if record.scan.status == ScanStatus.INFECTED:
+                continue  # given back when the malware was found, deleting or not
             # A record being deleted is still counted until its delete gives it back.
             images += 1
             size += record.size

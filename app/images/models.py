@@ -18,7 +18,7 @@ from pydantic import (
 
 from app.domain.errors import Code
 from app.domain.formats import ContentType
-from app.domain.records import PublicStatus, VariantStatus
+from app.domain.records import PublicStatus, ScanStatus, VariantStatus
 
 # S3's ceiling for one PUT; the configurable limit (IMAGES_MAX_UPLOAD_BYTES) is lower.
 S3_MAX_PUT_BYTES = 5 * 1024**3
@@ -102,6 +102,14 @@ class Variant(BaseModel):
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
+class Scan(BaseModel):
+    """Whether the bytes were found free of malware."""
+
+    status: ScanStatus
+    signature: str | None = Field(description="What the scanner found (status `infected`)")
+    reason: str | None = Field(description="Why the scanner could not judge (status `failed`)")
+
+
 class Image(BaseModel):
     """An image as its owner sees it; storage internals (bucket, key, owner) never appear."""
 
@@ -112,7 +120,8 @@ class Image(BaseModel):
     status: PublicStatus
     reason: str | None = Field(
         description="Why the uploaded bytes were refused (status `rejected`): PUT valid "
-        "bytes again while the upload URL lives, then confirm; or start a new upload"
+        "bytes again while the upload URL lives, then confirm; or start a new upload. "
+        "Bytes found infected are removed for good"
     )
     title: str | None
     description: str | None
@@ -126,6 +135,10 @@ class Image(BaseModel):
     )
     variants: dict[str, Variant] = Field(
         description="Every configured variant by name (`thumb` and `preview` always)"
+    )
+    scan: Scan = Field(
+        description="The malware scan of its bytes: nothing is served (no URL, no "
+        "download) before it is `clean` (or `skipped`: scanning was off)"
     )
 
 

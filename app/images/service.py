@@ -22,7 +22,7 @@ from app.domain.errors import (
 )
 from app.domain.filenames import content_disposition, download_name
 from app.domain.owners import new_image_id
-from app.domain.records import UNCONFIRMED, ImageRecord, Status, format_timestamp
+from app.domain.records import UNCONFIRMED, ImageRecord, ScanStatus, Status, format_timestamp
 from app.images.cursors import CursorCodec
 from app.images.deletion import finish_delete
 from app.images.models import (
@@ -259,10 +259,26 @@ class ImageService:
             valid = ", ".join([ORIGINAL, *self._settings.variants])
             raise InvalidRequest(f"No variant {variant!r}: one of {valid}")
         record = self._owned(user_id, image_id)
+        if record.status == Status.INFECTED:
+            raise Conflict(
+                f"{record.reason}: the bytes were removed and are never served",
+                code=Code.INFECTED,
+            )
         if record.status == Status.REJECTED:
             raise Conflict(f"The upload was refused: {record.reason}", code=Code.REJECTED)
         if record.status != Status.READY:
             raise Conflict("The image is not confirmed yet", code=Code.NOT_READY)
+        if record.scan.status == ScanStatus.PENDING:
+            raise Conflict(
+                "The image is being checked for malware; retry shortly",
+                code=Code.NOT_SCANNED,
+                retry_after=self._settings.scan_retry_after_seconds,
+            )
+        if record.scan.status == ScanStatus.FAILED:
+            raise Conflict(
+                f"The malware scan could not judge the image: {record.scan.reason}",
+                code=Code.SCAN_FAILED,
+            )
         ttl = self._settings.download_url_ttl_seconds
         if variant == ORIGINAL:
             name = download_name(record.filename, record.content_type)

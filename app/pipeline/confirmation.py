@@ -13,7 +13,7 @@ from app.domain import formats
 from app.domain.containers import Dimensions, Header, NeedsBytes
 from app.domain.errors import InvalidImage, Unavailable, image_not_found
 from app.domain.formats import HeaderTooShort
-from app.domain.records import ImageRecord, Status, format_timestamp
+from app.domain.records import ImageRecord, ScanState, ScanStatus, Status, format_timestamp
 from app.storage import Storage
 from app.storage.objects import UploadedObject
 
@@ -138,6 +138,10 @@ class Confirmation:
             dims.height,
             now=now,
             finish_by=now + self._settings.finish_grace_seconds,
+            # With scanning on, nothing is served until a scan says clean.
+            scan=ScanState(
+                ScanStatus.SKIPPED if self._settings.scan == "off" else ScanStatus.PENDING
+            ),
         )
         try:
             present = self._objects.tag_ready(ready.id)

@@ -1,6 +1,7 @@
-"""The worker, off the request path: S3 tells an SQS queue that bytes arrived under
-images/; for each, it confirms the upload if the client has not (exactly confirm's
-checks, through the same conditional write) and makes the image's variants.
+"""The worker, off the request path: S3 tells an SQS queue that an original arrived; for
+each, it confirms the upload if the client has not (exactly confirm's checks, through
+the same conditional write), has its bytes scanned for malware when scanning is on
+(app/pipeline/scanning.py), and makes the image's variants from bytes found clean.
 
 On AWS, Lambda calls `app.pipeline.lambda_handler.handler` with batches from the queue
 and retries only what it reports failed (`batchItemFailures`); a message that keeps
@@ -12,14 +13,25 @@ Every step is safe to repeat: SQS delivers at least once.
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from app.config import Settings
 from app.domain.errors import InvalidImage, NotFound, ServiceError
-from app.domain.records import UNCONFIRMED, ImageRecord, Status, VariantState, VariantStatus
+from app.domain.records import (
+    UNCONFIRMED,
+    ImageRecord,
+    ScanStatus,
+    Status,
+    VariantState,
+    VariantStatus,
+)
 from app.pipeline.confirmation import Confirmation, Superseded
 from app.pipeline.notifications import Uploaded, uploads_in
 from app.pipeline.render import Undecodable, render_bounded
+from app.pipeline.scanning import Scanner, ScannerUnavailable
+from app.pipeline.screening import Screening
 from app.storage import Storage
 from app.storage.objects import UploadedObject
 from app.storage.queue import UploadQueue
@@ -28,12 +40,26 @@ from app.storage.table import Recorded
 log = logging.getLogger(__name__)
 
 
+# A message the scanner could not be asked about comes back after this many seconds,
+# doubling with each receive (SQS's own redelivery would wait the visibility timeout).
+_BACKOFF_SECONDS, _MOST_BACKOFF_SECONDS = 15, 900
+
+
 class Worker:
-    def __init__(self, confirmation: Confirmation, storage: Storage, settings: Settings) -> None:
+    def __init__(
+        self,
+        confirmation: Confirmation,
+        storage: Storage,
+        settings: Settings,
+        scanner: Scanner | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._confirmation = confirmation
         self._table = storage.table
         self._objects = storage.objects
+        self._queue = storage.queue
         self._settings = settings
+        self._screening = Screening(storage, settings, scanner, clock)
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         """An SQS batch: every message on its own, failures reported one by one so a bad
@@ -44,33 +70,73 @@ class Worker:
                 for upload in uploads_in(message["body"], self._settings.bucket):
                     outcome = self.process(upload)
                     log.info("worker: %s %s", upload.image_id, outcome)
+            except ScannerUnavailable as exc:
+                log.warning(
+                    "worker: message %s waits for the scanner: %s", message["messageId"], exc
+                )
+                failures.append({"itemIdentifier": message["messageId"]})
+                self._back_off(message)
             except Exception:
                 log.exception("worker: message %s failed, to be retried", message["messageId"])
                 failures.append({"itemIdentifier": message["messageId"]})
         return {"batchItemFailures": failures}
 
+    def _back_off(self, message: dict[str, Any]) -> None:
+        """Have the message come back sooner than the visibility timeout, later with each
+        attempt: a scanner restarting (loading its definitions) is back in seconds, one
+        that is down for long is not asked in a tight loop."""
+        receipt = message.get("receiptHandle")
+        if not receipt:
+            return
+        received = int(message.get("attributes", {}).get("ApproximateReceiveCount", 1))
+        delay = min(_MOST_BACKOFF_SECONDS, _BACKOFF_SECONDS * 2 ** max(0, received - 1))
+        try:
+            self._queue.postpone(receipt, delay)
+        except ServiceError as exc:  # then it comes back after the visibility timeout
+            log.warning("worker: could not postpone message %s: %r", message["messageId"], exc)
+
     def process(self, upload: Uploaded) -> str:
-        """Confirm (if needed) and make the variants of one image; what happened."""
+        """Confirm (if needed), scan (if on) and make the variants of one image; what
+        happened."""
         record = self._table.get(upload.image_id)
-        if record is None or record.status == Status.DELETING:
+        if record is None or record.status in (Status.DELETING, Status.INFECTED):
             return self._remove_unwanted(upload, record)
-        if record.status == Status.READY and not record.to_make(self._settings.variants):
+        if self._done(record, upload):
             return "already done"  # a redelivered message
         stored = self._objects.read(
             record.id, self._settings.max_upload_bytes, self._settings.verify_prefix_bytes
         )
         if stored is None:
             return "no bytes"  # deleted meanwhile, or a refused upload already removed
-        if record.status in UNCONFIRMED:
-            try:
-                record = self._confirmation.confirm(record, stored)
-            except InvalidImage as exc:
-                return f"refused: {exc.detail}"  # the reason is on the record
-            except (NotFound, Superseded):
-                # Deleted, or confirmed with other bytes, meanwhile: those bytes' own
-                # message makes their variants.
-                return "superseded"
-        return self._make_variants(record, stored)
+        confirmed = self._confirmed(record, stored)
+        if isinstance(confirmed, str):
+            return confirmed
+        screened = self._screening.screened(confirmed, stored, upload)
+        if isinstance(screened, str):
+            return screened  # infected and removed, failed, or waiting for a verdict
+        return self._make_variants(screened, stored)
+
+    def _confirmed(self, record: ImageRecord, stored: UploadedObject) -> ImageRecord | str:
+        """The record, confirmed with these bytes if nobody has; or why not."""
+        if record.status not in UNCONFIRMED:
+            return record
+        try:
+            return self._confirmation.confirm(record, stored)
+        except InvalidImage as exc:
+            return f"refused: {exc.detail}"  # the reason is on the record
+        except (NotFound, Superseded):
+            # Deleted, or confirmed with other bytes, meanwhile: those bytes' own message
+            # makes their variants.
+            return "superseded"
+
+    def _done(self, record: ImageRecord, upload: Uploaded) -> bool:
+        """Nothing left for this message: the image is served (or its scan failed for
+        good) and every variant is made. A rescan or a verdict is never a redelivery."""
+        if record.status != Status.READY or upload.rescan or upload.verdict is not None:
+            return False
+        if record.scan.status == ScanStatus.FAILED:
+            return True
+        return record.servable and not record.to_make(self._settings.variants)
 
     def _remove_unwanted(self, upload: Uploaded, record: ImageRecord | None) -> str:
         """No record will ever point at these bytes (a PUT that raced a delete): remove
@@ -154,7 +220,13 @@ def poll(worker: Worker, queue: UploadQueue, settings: Settings, stop: threading
             result = worker.handle(
                 {
                     "Records": [
-                        {"messageId": m.id, "body": m.body, "eventSource": "aws:sqs"}
+                        {
+                            "messageId": m.id,
+                            "receiptHandle": m.receipt,
+                            "body": m.body,
+                            "attributes": {"ApproximateReceiveCount": str(m.received)},
+                            "eventSource": "aws:sqs",
+                        }
                         for m in messages
                     ]
                 }

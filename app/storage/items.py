@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 from app.domain.owners import owner_of
 from app.domain.records import (
     PUBLIC_STATUS,
+    SERVABLE_SCANS,
     ImageRecord,
+    ScanState,
+    ScanStatus,
     Status,
     VariantState,
     VariantStatus,
@@ -132,7 +135,39 @@ def to_item(record: ImageRecord) -> Item:
     if record.due_at is not None:
         item[DUE_ATTRIBUTE] = {"N": str(record.due_at)}
         item["sweep_shard"] = {"S": sweep_shard(record.id)}
+    if record.scan != ScanState():
+        item["scan"] = scan_item(record.scan)
     return item
+
+
+def scan_item(scan: ScanState) -> "AttributeValueTypeDef":
+    fields: dict[str, AttributeValueTypeDef] = {
+        "status": {"S": scan.status},
+        "attempts": {"N": str(scan.attempts)},
+    }
+    for name in ("signature", "reason", "engine", "scanned_at"):
+        if (text := getattr(scan, name)) is not None:
+            fields[name] = {"S": text}
+    return {"M": fields}
+
+
+_SCAN_STATUS = {status.value: status for status in ScanStatus}
+_SKIPPED = ScanState()
+
+
+def _scan(value: dict[str, Any] | None) -> ScanState:
+    """An item's scan; none stored: confirmed with scanning off (or before it existed)."""
+    if value is None:
+        return _SKIPPED
+    get = value["M"].get
+    return ScanState(
+        _SCAN_STATUS[get("status")["S"]],
+        v["S"] if (v := get("signature")) else None,
+        v["S"] if (v := get("reason")) else None,
+        v["S"] if (v := get("engine")) else None,
+        v["S"] if (v := get("scanned_at")) else None,
+        int(v["N"]) if (v := get("attempts")) else 0,
+    )
 
 
 _VARIANT_NUMBERS = ("width", "height", "bytes")
@@ -200,7 +235,12 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         variants=_variants(get("variants")),
         placeholder=v["S"] if (v := get("placeholder")) else None,
         reason=v["S"] if (v := get("reason")) else None,
+        scan=_scan(get("scan")),
     )
+
+
+_SERVABLE = {status.value for status in SERVABLE_SCANS}
+_UNRECORDED_SCAN = {status.value: "pending" for status in Status} | {Status.READY.value: "skipped"}
 
 
 class JsonShape:
@@ -211,7 +251,11 @@ class JsonShape:
     def __init__(self, configured: Mapping[str, VariantSpec]) -> None:
         self._configured = [(name, spec.content_type) for name, spec in configured.items()]
 
-    def variants(self, image_id: str, made: dict[str, Any]) -> dict[str, Any]:
+    def variants(
+        self, image_id: str, made: dict[str, Any], servable: bool = True
+    ) -> dict[str, Any]:
+        """Each configured variant; the key of its object only if it may be served (made,
+        and the image scanned clean: one made before the verdict is never handed out)."""
         variants: dict[str, dict[str, Any]] = {}
         for name, content_type in self._configured:
             value = made.get(name)
@@ -239,7 +283,7 @@ class JsonShape:
                 "bytes": int(v["N"]) if (v := get("bytes")) else None,
                 "reason": v["S"] if (v := get("reason")) else None,
                 "url": _variant_object(image_id, name, spec["S"], format_)
-                if status == "ready" and format_ and (spec := get("spec"))
+                if servable and status == "ready" and format_ and (spec := get("spec"))
                 else None,
             }
         return variants
@@ -250,12 +294,18 @@ class JsonShape:
         page's own time, docs/benchmarks.md)."""
         get = item.get
         image_id = item["image_id"]["S"]
+        status = item["status"]["S"]
+        scan = get("scan")
+        scan_get = scan["M"].get if scan else {}.get
+        # None recorded: confirmed with scanning off (skipped), or not confirmed yet.
+        scan_status = v["S"] if (v := scan_get("status")) else _UNRECORDED_SCAN[status]
+        servable = status == "ready" and scan_status in _SERVABLE
         return {
             "id": image_id,
             "filename": item["filename"]["S"],
             "content_type": item["content_type"]["S"],
             "size": int(item["size"]["N"]),
-            "status": PUBLIC_STATUS[item["status"]["S"]],
+            "status": PUBLIC_STATUS[status],
             "reason": v["S"] if (v := get("reason")) else None,
             "title": v["S"] if (v := get("title")) else None,
             "description": v["S"] if (v := get("description")) else None,
@@ -265,5 +315,10 @@ class JsonShape:
             "width": int(v["N"]) if (v := get("width")) else None,
             "height": int(v["N"]) if (v := get("height")) else None,
             "placeholder": v["S"] if (v := get("placeholder")) else None,
-            "variants": self.variants(image_id, v["M"] if (v := get("variants")) else {}),
+            "variants": self.variants(image_id, v["M"] if (v := get("variants")) else {}, servable),
+            "scan": {
+                "status": scan_status,
+                "signature": v["S"] if (v := scan_get("signature")) else None,
+                "reason": v["S"] if (v := scan_get("reason")) else None,
+            },
         }

@@ -15,6 +15,7 @@ class Message:
     id: str
     body: str
     receipt: str
+    received: int = 1  # how many times SQS has handed it out
 
 
 class UploadQueue:
@@ -34,10 +35,18 @@ class UploadQueue:
     def _receive(self, name: str, wait_seconds: int, most: int = BATCH) -> list[Message]:
         with aws_call():
             received = self._clients.sqs.receive_message(
-                QueueUrl=self._url(name), MaxNumberOfMessages=most, WaitTimeSeconds=wait_seconds
+                QueueUrl=self._url(name),
+                MaxNumberOfMessages=most,
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
         return [
-            Message(m["MessageId"], m["Body"], m["ReceiptHandle"])
+            Message(
+                m["MessageId"],
+                m["Body"],
+                m["ReceiptHandle"],
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
             for m in received.get("Messages", [])
         ]
 
@@ -60,6 +69,15 @@ class UploadQueue:
     def done(self, messages: list[Message]) -> None:
         """Delete handled messages (SQS would deliver them again otherwise)."""
         self._delete(self._settings.queue, messages)
+
+    def postpone(self, receipt: str, seconds: int) -> None:
+        """Have a received message come back in `seconds` (not its visibility timeout)."""
+        with aws_call():
+            self._clients.sqs.change_message_visibility(
+                QueueUrl=self._url(self._settings.queue),
+                ReceiptHandle=receipt,
+                VisibilityTimeout=seconds,
+            )
 
     def send(self, bodies: list[str]) -> int:
         """Put messages on the uploads queue, a batch per call; how many SQS took."""

@@ -14,7 +14,14 @@ from botocore.exceptions import ClientError
 
 from app.config import Settings
 from app.domain.errors import image_not_found
-from app.domain.records import ImageRecord, Status, VariantState, VariantStatus
+from app.domain.records import (
+    ImageRecord,
+    ScanState,
+    ScanStatus,
+    Status,
+    VariantState,
+    VariantStatus,
+)
 from app.storage.clients import (
     CONDITION_FAILED,
     AwsClients,
@@ -28,6 +35,7 @@ from app.storage.items import (
     from_item,
     idempotency_key,
     image_key,
+    scan_item,
     sweep_shard,
     to_item,
     usage_key,
@@ -71,6 +79,11 @@ ABANDONED = (
 OWNED_AND_DELETING = "user_id = :user AND #status = :deleting"
 # A ready image leaves the sweep's index only while it is still ready (not being deleted).
 STILL_READY = "#status = :ready"
+# A scan's verdict lands only on the ready image whose bytes were scanned, and never
+# over a verdict of malware (a clean rescan of other bytes could not be, they are gone).
+SCANNED_READY = "#status = :ready AND NOT #scan.#status = :infected"
+# Found infected: the record was ready (counted as such), so its quota goes back once.
+INFECTED_READY = SCANNED_READY
 # What OWNED_UNCONFIRMED and ABANDONED call unconfirmed.
 _UNCONFIRMED_VALUES: dict[str, "AttributeValueTypeDef"] = {
     ":pending": {"S": Status.PENDING},
@@ -80,6 +93,8 @@ _UNCONFIRMED_VALUES: dict[str, "AttributeValueTypeDef"] = {
 USAGE_UNCHANGED = "attribute_not_exists(image_id) OR version = :version"
 
 _STATUS = {"#status": "status"}
+# `scan` is one of DynamoDB's reserved words: every expression names it through this.
+_SCAN = {"#scan": "scan"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +277,7 @@ class ImageTable:
         *,
         now: int,
         finish_by: int,
+        scan: ScanState,
     ) -> ImageRecord:
         """unconfirmed -> ready, and the upload leaves the owner's pending counters:
         atomically. The record stays in the sweep's index until `release` says its
@@ -278,10 +294,10 @@ class ImageTable:
                 Key=image_key(record.id),
                 UpdateExpression=(
                     "SET #status = :ready, uploaded_at = :at, width = :w, height = :h, "
-                    f"{DUE_ATTRIBUTE} = :finish_by REMOVE reason"
+                    f"{DUE_ATTRIBUTE} = :finish_by, #scan = :scan REMOVE reason"
                 ),
                 ConditionExpression=OWNED_UNCONFIRMED,
-                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeNames={**_STATUS, **_SCAN},
                 ExpressionAttributeValues={
                     ":user": {"S": record.user_id},
                     **_UNCONFIRMED_VALUES,
@@ -290,6 +306,7 @@ class ImageTable:
                     ":w": {"N": str(width)},
                     ":h": {"N": str(height)},
                     ":finish_by": {"N": str(finish_by)},
+                    ":scan": scan_item(scan),
                 },
                 # The loser of a race learns the winner's state in the same round trip
                 # instead of paying for another GetItem.
@@ -318,6 +335,7 @@ class ImageTable:
             height=height,
             due_at=finish_by,
             reason=None,
+            scan=scan,
         )
 
     def mark_rejected(self, record: ImageRecord, reason: str, due_at: int) -> bool:
@@ -345,6 +363,77 @@ class ImageTable:
             CONDITION_FAILED,
         )
         return response is not None
+
+    def mark_scanned(self, record: ImageRecord, scan: ScanState) -> bool:
+        """Record a scan's verdict (clean, or failed with its reason) on a ready image.
+        False if it is not ready any more (deleted meanwhile) or was found infected."""
+        response = unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(record.id),
+                UpdateExpression="SET #scan = :scan",
+                ConditionExpression=SCANNED_READY,
+                ExpressionAttributeNames={**_STATUS, **_SCAN},
+                ExpressionAttributeValues={
+                    ":ready": {"S": Status.READY},
+                    ":infected": {"S": ScanStatus.INFECTED},
+                    ":scan": scan_item(scan),
+                },
+            ),
+            CONDITION_FAILED,
+        )
+        return response is not None
+
+    def mark_infected(self, record: ImageRecord, scan: ScanState, now: int, due_at: int) -> bool:
+        """ready -> infected, its quota given back, atomically; in the sweep's index until
+        its objects are removed (`quarantined`). False if it was not ready (deleted
+        meanwhile, or already found infected by another delivery)."""
+        transaction = (
+            self._transaction()
+            .add(
+                "record",
+                "Update",
+                Key=image_key(record.id),
+                UpdateExpression=(
+                    f"SET #status = :infected, #scan = :scan, reason = :reason, "
+                    f"{DUE_ATTRIBUTE} = :due, sweep_shard = :shard"
+                ),
+                ConditionExpression=INFECTED_READY,
+                ExpressionAttributeNames={**_STATUS, **_SCAN},
+                ExpressionAttributeValues={
+                    ":ready": {"S": Status.READY},
+                    ":infected": {"S": ScanStatus.INFECTED},
+                    ":scan": scan_item(scan),
+                    ":reason": {"S": f"Malware found: {scan.signature}"},
+                    ":due": {"N": str(due_at)},
+                    ":shard": {"S": sweep_shard(record.id)},
+                },
+            )
+            .add(
+                "usage",
+                "Update",
+                **_usage_change(record.user_id, images=-1, size=record.size, pending=0, now=now),
+            )
+        )
+        try:
+            self._run(transaction)
+        except Refused:
+            return False
+        return True
+
+    def quarantined(self, image_id: str) -> None:
+        """An infected image's objects are gone: out of the sweep's index."""
+        unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(image_id),
+                UpdateExpression=f"REMOVE sweep_shard, {DUE_ATTRIBUTE}",
+                ConditionExpression="#status = :infected",
+                ExpressionAttributeNames=_STATUS,
+                ExpressionAttributeValues={":infected": {"S": Status.INFECTED}},
+            ),
+            CONDITION_FAILED,
+        )
 
     def record_variants(
         self, image_id: str, variants: dict[str, VariantState], placeholder: str | None
@@ -462,9 +551,10 @@ class ImageTable:
             .add(
                 "usage",
                 "Update",
+                # An infected image gave its quota back when the malware was found.
                 **_usage_change(
                     record.user_id,
-                    images=-1,
+                    images=0 if record.scan.status == ScanStatus.INFECTED else -1,
                     size=record.size,
                     pending=0 if record.was_confirmed else -1,
                     now=now,
