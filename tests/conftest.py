@@ -451,3 +451,13 @@ def page(browser: "Browser") -> Iterator["Page"]:
     yield opened
     context.close()
     assert problems == []
+
+
+@pytest.fixture(scope="session")
+def clamd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real clamd on the tests' own database (tests/clamav.py); skipped without clamd."""
+    from tests.clamav import SIGNATURES, running_clamd, write_database  # noqa: PLC0415
+
+    database = write_database(tmp_path_factory.mktemp("clamav-db"), SIGNATURES)
+    with running_clamd(database) as address:
+        yield address

@@ -132,8 +132,37 @@ def test_compose_worker_is_the_same_image_running_the_worker() -> None:
     assert worker["build"] == service["build"]
     assert worker["environment"] == service["environment"]
     assert worker["command"] == ["python", "-m", "app", "worker"]
-    assert worker["depends_on"] == {"localstack": {"condition": "service_healthy"}}
+    assert worker["depends_on"] == {
+        "localstack": {"condition": "service_healthy"},
+        "clamav": {"condition": "service_healthy"},
+    }
     assert "ports" not in worker
+
+
+def test_compose_scans_with_the_official_clamav_image() -> None:
+    services = _compose()["services"]
+    clamav, environment = services["clamav"], services["worker"]["environment"]
+
+    assert clamav["image"].startswith("clamav/clamav:")
+    assert clamav["healthcheck"]["test"] == ["CMD", "clamdcheck.sh"]
+    assert "ports" not in clamav  # only the worker talks to it
+    assert (environment["IMAGES_SCAN"], environment["IMAGES_CLAMD"]) == (
+        "clamav",
+        "tcp://clamav:3310",
+    )
+    assert Settings(scan=environment["IMAGES_SCAN"], clamd=environment["IMAGES_CLAMD"]).clamd
+
+
+def test_lambda_image_bakes_clamav_and_its_definitions_where_the_worker_reads_them() -> None:
+    docker = _dockerfile("Dockerfile.lambda")
+    (install,) = [run for run in docker["RUN"] if "freshclam" in run]
+    (version,) = [arg for arg in docker["ARG"] if arg.startswith("CLAMAV_VERSION=")]
+    environment = dict(env.split("=", 1) for env in docker["ENV"])
+
+    assert re.fullmatch(r"CLAMAV_VERSION=\d+\.\d+\.\d+", version)
+    assert "clamav.net/downloads/production/clamav-${CLAMAV_VERSION}" in install
+    assert f"DatabaseDirectory {environment['IMAGES_CLAMAV_DATABASE']}" in install
+    assert not environment["IMAGES_CLAMAV_DATABASE"].startswith("/tmp")  # noqa: S108 - a check
 
 
 def _compose_env(endpoint: str, suffix: str) -> dict[str, str]:
@@ -198,11 +227,18 @@ def test_create_resource_script_is_idempotent_against_an_endpoint(aws_endpoint: 
 
 
 @pytest.mark.http
-def test_compose_worker_command_makes_variants_on_the_host(aws_endpoint: str) -> None:
+def test_compose_worker_command_scans_and_makes_variants_on_the_host(
+    aws_endpoint: str, clamd_address: str
+) -> None:
     """The compose file's service and worker commands, run here side by side against an
-    emulator with the bucket's notifications: an upload gets its thumb."""
+    emulator with the bucket's notifications and a real clamd (for the clamav service):
+    an upload is scanned and gets its thumb."""
     suffix = uuid.uuid4().hex[:8]
-    env = {**_compose_env(aws_endpoint, suffix), "IMAGES_S3_PUBLIC_ENDPOINT_URL": aws_endpoint}
+    env = {
+        **_compose_env(aws_endpoint, suffix),
+        "IMAGES_S3_PUBLIC_ENDPOINT_URL": aws_endpoint,
+        "IMAGES_CLAMD": clamd_address,
+    }
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     port = free_port()
     services = _compose()["services"]
@@ -229,5 +265,6 @@ def test_compose_worker_command_makes_variants_on_the_host(aws_endpoint: str) ->
         )
 
     assert image["status"] == "ready"  # confirmed by the worker: nobody called confirm
+    assert image["scan"]["status"] == "clean"
     assert (image["variants"]["thumb"]["width"], image["variants"]["thumb"]["height"]) == (320, 160)
     assert httpx.get(image["variants"]["thumb"]["url"]).status_code == 200

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.pipeline import clamd
+from app.pipeline import clamd, clamd_daemon
 from app.pipeline.audit import INFECTED_METRIC
 from app.storage.clients import AwsClients
 from tests.clamav import (
@@ -30,13 +30,6 @@ from tests.imagefiles import make_image
 from tests.stores import Stores
 
 pytestmark = pytest.mark.clamav
-
-
-@pytest.fixture(scope="session")
-def clamd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    database = write_database(tmp_path_factory.mktemp("clamav-db"), SIGNATURES)
-    with running_clamd(database) as address:
-        yield address
 
 
 @pytest.fixture(scope="session")
@@ -384,3 +377,26 @@ def test_a_rescan_without_clamav_is_refused(make_app: AppFactory) -> None:
 
     with pytest.raises(InvalidRequest, match="IMAGES_SCAN=clamav"):
         make_app().state.services.maintenance.rescan(most=10)
+
+
+# --- Starting a clamd of its own (make run, the worker Lambda) -----------------------------
+
+
+def test_clamav_without_clamd_installed_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(clamd_daemon.shutil, "which", lambda _: None)
+    monkeypatch.setattr(clamd_daemon, "WELL_KNOWN_PLACES", (tmp_path / "clamd",))
+
+    with pytest.raises(clamd_daemon.ClamdNotStarted, match="apt install clamav-daemon"):
+        clamd_daemon.start(tmp_path, 1 << 20, wait_seconds=5)
+
+
+def test_clamav_without_definitions_says_where_it_looked(tmp_path: Path) -> None:
+    if clamd_daemon.shutil.which("clamd") is None and not any(
+        place.exists() for place in clamd_daemon.WELL_KNOWN_PLACES
+    ):
+        pytest.skip("clamd is not installed: .ci/run installs Debian's clamav-daemon")
+
+    with pytest.raises(clamd_daemon.ClamdNotStarted, match=f"{tmp_path} holds no ClamAV"):
+        clamd_daemon.start(tmp_path, 1 << 20, wait_seconds=5)

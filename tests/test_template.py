@@ -1,5 +1,6 @@
 """template.yaml (AWS SAM) declares the same table and bucket the code creates locally."""
 
+import copy
 import functools
 import importlib
 import json
@@ -14,10 +15,16 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from app.composition import OWN_CLAMD_START_SECONDS
 from app.config import Settings
+from app.domain.owners import new_image_id, owner_prefix
+from app.domain.records import ImageRecord, Status
 from app.domain.variants import DEFAULT_VARIANTS, OUTPUT_TYPES, VariantSpec
 from app.http.app import create_app
 from app.http.routes import IDEMPOTENCY_HEADER, REPLAYED
+from app.pipeline.audit import INFECTED_METRIC, METRIC_NAMESPACE, audit_infected
+from app.pipeline.notifications import GUARDDUTY_RESULT, GUARDDUTY_SOURCE, uploads_in
+from app.storage.items import object_key, variant_key
 from app.storage.resources import (
     DEAD_LETTER_RETENTION_SECONDS,
     MAX_RECEIVES,
@@ -339,7 +346,7 @@ def test_roles_are_the_templates_own_and_grant_xray_only_while_tracing(
 ) -> None:
     """SAM's generated roles would grant X-Ray writes whatever Tracing says, and the SQS
     trigger's managed policy: each function has an explicit role instead."""
-    roles = sorted(name for name, r in deployed.items() if r["Type"] == "AWS::IAM::Role")
+    roles = sorted(name for name, r in _deploy().items() if r["Type"] == "AWS::IAM::Role")
 
     assert roles == ["ImagesFunctionRole", "WorkerFunctionRole"]
     for function, role in (("ImagesFunction", roles[0]), ("WorkerFunction", roles[1])):
@@ -349,9 +356,12 @@ def test_roles_are_the_templates_own_and_grant_xray_only_while_tracing(
         }
 
 
-def test_worker_may_receive_and_delete_messages_of_its_own_queue_only(
+def test_worker_may_receive_delete_and_postpone_messages_of_its_own_queue_only(
     deployed: dict[str, Any],
 ) -> None:
+    """ChangeMessageVisibility is the worker's backoff while a scanner is down
+    (UploadQueue.postpone): without it every such message would wait out the whole
+    visibility timeout."""
     statements = _role_statements(deployed, "WorkerFunctionRole").values()
     queue_access = [s for s in statements if any(a.startswith("sqs:") for a in _actions(s))]
 
@@ -362,6 +372,7 @@ def test_worker_may_receive_and_delete_messages_of_its_own_queue_only(
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
     }
 
 
@@ -399,7 +410,8 @@ def test_the_default_variant_set_is_the_codes(template: dict[str, Any]) -> None:
 def test_queue_takes_notifications_from_this_stacks_bucket_only(
     resources: dict[str, Any],
 ) -> None:
-    (statement,) = resources["UploadsQueuePolicy"]["PolicyDocument"]["Statement"]
+    statements = resources["UploadsQueuePolicy"]["PolicyDocument"]["Statement"]
+    (statement,) = [s for s in statements if s.get("Sid") == "BucketNotifications"]
     bucket = _evaluate(_cfn_json(resources["ImagesBucket"]["BucketName"]))
     source = _evaluate(_cfn_json(statement["Condition"]["ArnEquals"]["aws:SourceArn"]))
 
@@ -417,8 +429,9 @@ def test_dead_letter_queue_is_named_as_the_code_finds_it(resources: dict[str, An
 def test_queues_match_code(resources: dict[str, Any]) -> None:
     queue, dead = resources["UploadsQueue"], resources["UploadsDeadLetterQueue"]
     attributes = queue_attributes("arn:dead")
+    visibility = _deploy()["UploadsQueue"]["Properties"]["VisibilityTimeout"]
 
-    assert str(queue["VisibilityTimeout"]) == attributes["VisibilityTimeout"]
+    assert str(visibility) == attributes["VisibilityTimeout"]
     assert queue["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVES
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
         "!GetAtt": "UploadsDeadLetterQueue.Arn"
@@ -648,11 +661,10 @@ def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
     assert [(name, s["id"]) for name, s in skips if len(s.get("comment", "")) < 40] == []
 
 
-def test_worker_timeout_holds_a_whole_batch_of_renders_at_their_budget(
-    deployed: dict[str, Any],
-) -> None:
+def test_worker_timeout_holds_a_whole_batch_of_renders_at_their_budget() -> None:
     """A batch never times out because of slow images (which would run every one of them
     again): each render stops at its budget, and the batch fits in the timeout."""
+    deployed = _deploy()
     worker = deployed["WorkerFunction"]["Properties"]
     (mapping,) = (r for r in deployed.values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
     render_wall = 3 * Settings().render_cpu_seconds
@@ -1068,3 +1080,286 @@ def test_every_variable_the_functions_get_is_a_setting(deployed: dict[str, Any])
 
     for function in ("ImagesFunction", "WorkerFunction"):
         assert set(_environment(deployed, function)) - settings == set()
+
+
+# Malware scanning (Scan): the switch both functions follow, the worker's size for
+# clamd, GuardDuty's plan and the way its verdicts reach the worker, the alarm.
+SCANS = ["off", "clamav", "guardduty"]
+GUARDDUTY_ONLY = ("MalwareProtectionPlan", "MalwareProtectionRole", "ScanResultsRule")
+GUARDDUTY_PRINCIPAL = "malware-protection-plan.guardduty.amazonaws.com"
+# GuardDuty's result event as its User Guide shows it (tests/events/README.md).
+SCAN_RESULT = json.loads(
+    (ROOT / "tests" / "events" / "guardduty-malware-scan-result.json").read_text()
+)
+
+
+def test_scan_is_a_switch_off_by_default_with_the_codes_values(template: dict[str, Any]) -> None:
+    scan = template["Parameters"]["Scan"]
+
+    assert scan["Default"] == "off"
+    assert scan["AllowedValues"] == SCANS
+    assert [Settings(scan=value).scan for value in scan["AllowedValues"]] == SCANS
+    assert "IMAGES_SCAN" in scan["Description"]
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_both_functions_are_told_the_scan_mode(scan: str) -> None:
+    """The API marks confirmed images pending (or skipped), the worker scans: both must
+    agree on whether scanning is on."""
+    resources = _deploy(Scan=scan)
+
+    assert _environment(resources, "ImagesFunction")["IMAGES_SCAN"] == scan
+    assert _environment(resources, "WorkerFunction")["IMAGES_SCAN"] == scan
+
+
+def _worker_sizing(resources: dict[str, Any]) -> tuple[int, int, int, int]:
+    """The worker's memory and timeout, its trigger's batch size, the queue's visibility."""
+    worker = resources["WorkerFunction"]["Properties"]
+    (mapping,) = (r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
+    visibility = resources["UploadsQueue"]["Properties"]["VisibilityTimeout"]
+    return worker["MemorySize"], worker["Timeout"], mapping["Properties"]["BatchSize"], visibility
+
+
+def test_clamav_worker_has_memory_for_clamd_and_time_to_load_it_and_scan_a_batch() -> None:
+    """clamd holds ~1.2 GiB of definitions beside the renders; the first batch of an
+    environment waits for it to load them (OWN_CLAMD_START_SECONDS), and every image of a
+    batch may take its whole scan budget without timing out its neighbours."""
+    memory, timeout, batch, visibility = _worker_sizing(_deploy(Scan="clamav"))
+    scans = batch * Settings().scan_timeout_seconds
+
+    assert memory == 3008
+    assert timeout == WORKER_TIMEOUT_SECONDS + OWN_CLAMD_START_SECONDS + scans
+    assert visibility == 6 * timeout
+
+
+@pytest.mark.parametrize("scan", ["off", "guardduty"])
+def test_worker_keeps_its_size_without_clamav(scan: str) -> None:
+    memory, timeout, _, visibility = _worker_sizing(_deploy(Scan=scan))
+
+    assert (memory, timeout, visibility) == (
+        1024,
+        WORKER_TIMEOUT_SECONDS,
+        VISIBILITY_TIMEOUT_SECONDS,
+    )
+
+
+def test_guardduty_plan_protects_the_users_prefix_with_tagging_on() -> None:
+    resources = _deploy(Scan="guardduty")
+    plan = resources["MalwareProtectionPlan"]["Properties"]
+
+    assert plan["ProtectedResource"] == {
+        "S3Bucket": {"BucketName": {"Ref": "ImagesBucket"}, "ObjectPrefixes": [USERS_PREFIX]}
+    }
+    assert plan["Actions"] == {"Tagging": {"Status": "ENABLED"}}
+    assert plan["Role"] == {"Fn::GetAtt": ["MalwareProtectionRole", "Arn"]}
+
+
+def test_guardduty_role_is_assumable_by_malware_protection_alone() -> None:
+    role = _deploy(Scan="guardduty")["MalwareProtectionRole"]["Properties"]
+
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": GUARDDUTY_PRINCIPAL},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+    assert "ManagedPolicyArns" not in role
+
+
+def test_guardduty_role_holds_the_documented_permissions_on_this_bucket_only() -> None:
+    """GuardDuty's User Guide, "Create or update IAM role policy": its managed rule, the
+    bucket's EventBridge notifications, reading and tagging the objects it scans (here
+    those under u/, the plan's prefix), and writing its validation object."""
+    statements = _role_statements(_deploy(Scan="guardduty"), "MalwareProtectionRole")
+    managed_rules = {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}"
+        ":rule/DO-NOT-DELETE-AmazonGuardDutyMalwareProtectionS3*"
+    }
+    objects = {"Fn::Sub": f"${{ImagesBucket.Arn}}/{USERS_PREFIX}*"}
+    bucket = {"Fn::GetAtt": ["ImagesBucket", "Arn"]}
+    granted = {
+        sid: (set(_actions(s)), s["Resource"], s.get("Condition")) for sid, s in statements.items()
+    }
+
+    assert granted == {
+        "AllowManagedRuleToSendS3EventsToGuardDuty": (
+            {"events:PutRule", "events:DeleteRule", "events:PutTargets", "events:RemoveTargets"},
+            managed_rules,
+            {"StringLike": {"events:ManagedBy": GUARDDUTY_PRINCIPAL}},
+        ),
+        "AllowGuardDutyToMonitorEventBridgeManagedRule": (
+            {"events:DescribeRule", "events:ListTargetsByRule"},
+            managed_rules,
+            None,
+        ),
+        "AllowPostScanTag": (
+            {
+                "s3:GetObjectTagging",
+                "s3:PutObjectTagging",
+                "s3:GetObjectVersionTagging",
+                "s3:PutObjectVersionTagging",
+            },
+            objects,
+            None,
+        ),
+        "AllowEnableS3EventBridgeEvents": (
+            {"s3:PutBucketNotification", "s3:GetBucketNotification"},
+            bucket,
+            None,
+        ),
+        "AllowPutValidationObject": (
+            {"s3:PutObject"},
+            {"Fn::Sub": "${ImagesBucket.Arn}/malware-protection-resource-validation-object"},
+            None,
+        ),
+        "AllowCheckBucketOwnership": ({"s3:ListBucket"}, bucket, None),
+        "AllowMalwareScan": ({"s3:GetObject", "s3:GetObjectVersion"}, objects, None),
+    }
+    assert all(s["Effect"] == "Allow" for s in statements.values())
+
+
+def test_bucket_keeps_the_eventbridge_notifications_guardduty_turns_on() -> None:
+    """Left out, the next update of the bucket's notifications would turn them off, and
+    GuardDuty would silently stop scanning."""
+    for scan, expected in (("guardduty", {"EventBridgeEnabled": True}), ("off", None)):
+        notifications = _deploy(Scan=scan)["ImagesBucket"]["Properties"][
+            "NotificationConfiguration"
+        ]
+        assert notifications.get("EventBridgeConfiguration") == expected
+        assert len(notifications["QueueConfigurations"]) == 1  # uploads still reach the worker
+
+
+def _event_matches(pattern: dict[str, Any], event: Any) -> bool:
+    """EventBridge's matching, for the parts of a pattern used here: each field one of
+    the values listed (or a wildcard), nested objects field by field."""
+    for field, expected in pattern.items():
+        value = event.get(field) if isinstance(event, dict) else None
+        if isinstance(expected, dict):
+            if not _event_matches(expected, value):
+                return False
+        elif not any(_value_matches(option, value) for option in expected):
+            return False
+    return True
+
+
+def _value_matches(option: Any, value: Any) -> bool:
+    if isinstance(option, dict):
+        ((kind, argument),) = option.items()
+        assert kind == "wildcard", kind
+        regex = ".*".join(re.escape(part) for part in argument.split("*"))
+        return isinstance(value, str) and re.fullmatch(regex, value) is not None
+    return bool(option == value)
+
+
+def _scan_result(bucket: str, key: str, **changes: str) -> dict[str, Any]:
+    event: dict[str, Any] = copy.deepcopy(SCAN_RESULT) | changes
+    event["detail"]["s3ObjectDetails"].update(bucketName=bucket, objectKey=key)
+    return event
+
+
+def test_scan_results_rule_takes_guarddutys_verdicts_on_this_buckets_originals_only() -> None:
+    resources = _deploy(Scan="guardduty")
+    rule = resources["ScanResultsRule"]["Properties"]
+    bucket = _evaluate(resources["ImagesBucket"]["Properties"]["BucketName"])
+    pattern = json.loads(json.dumps(rule["EventPattern"]))
+    names = pattern["detail"]["s3ObjectDetails"]
+    names["bucketName"] = [_evaluate(name) for name in names["bucketName"]]
+    image_id = new_image_id(owner_prefix(b"owner-secret", "alice"))
+    original = object_key(image_id)
+    thumb = variant_key(image_id, "thumb", DEFAULT_VARIANTS["thumb"])
+    verdict = _scan_result(bucket, original)
+
+    assert (rule["State"], rule.get("EventBusName", "default")) == ("ENABLED", "default")
+    assert rule["Targets"] == [
+        {"Id": "uploads-queue", "Arn": {"Fn::GetAtt": ["UploadsQueue", "Arn"]}}
+    ]
+    assert (verdict["source"], verdict["detail-type"]) == (GUARDDUTY_SOURCE, GUARDDUTY_RESULT)
+    assert _event_matches(pattern, verdict)
+    assert [u.image_id for u in uploads_in(json.dumps(verdict), bucket)] == [image_id]
+    assert not _event_matches(pattern, _scan_result("images-elsewhere", original))
+    assert not _event_matches(pattern, _scan_result(bucket, thumb))
+    assert not _event_matches(pattern, _scan_result(bucket, original, source="aws.s3"))
+    assert not _event_matches(
+        pattern, _scan_result(bucket, original, **{"detail-type": "GuardDuty Finding"})
+    )
+
+
+def test_queue_takes_guarddutys_verdicts_from_that_rule_only() -> None:
+    def senders(scan: str) -> list[dict[str, Any]]:
+        policy = _deploy(Scan=scan)["UploadsQueuePolicy"]["Properties"]["PolicyDocument"]
+        return [s for s in policy["Statement"] if s["Principal"] != {"Service": "s3.amazonaws.com"}]
+
+    assert senders("guardduty") == [
+        {
+            "Sid": "ScanResults",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": ["UploadsQueue", "Arn"]},
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ScanResultsRule", "Arn"]}}
+            },
+        }
+    ]
+    assert senders("off") == senders("clamav") == []
+
+
+@pytest.mark.parametrize("scan", ["off", "clamav"])
+def test_no_guardduty_resources_without_guardduty(scan: str) -> None:
+    resources = _deploy(Scan=scan)
+
+    assert [name for name in GUARDDUTY_ONLY if name in resources] == []
+    assert [n for n, r in resources.items() if r["Type"].startswith("AWS::GuardDuty::")] == []
+    assert not [name for name in GUARDDUTY_ONLY if name in json.dumps(resources)]  # no reference
+
+
+def _infected_alarm(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["MetricName"] == INFECTED_METRIC
+    ]
+
+
+@pytest.mark.parametrize("scan", ["clamav", "guardduty"])
+def test_infected_uploads_alarm_watches_the_workers_metric_while_scanning(scan: str) -> None:
+    topic = "arn:aws:sns:eu-west-1:123456789012:ops"
+
+    (alarm,) = _infected_alarm(_deploy(Scan=scan, AlarmTopicArn=topic))
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == (METRIC_NAMESPACE, INFECTED_METRIC)
+    assert "Dimensions" not in alarm  # the worker's metric has none (below)
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [topic]
+
+
+def test_no_infected_uploads_alarm_with_scanning_off() -> None:
+    assert _infected_alarm(_deploy(Scan="off")) == []
+
+
+def test_the_worker_writes_the_metric_the_alarm_watches(capsys: pytest.CaptureFixture[str]) -> None:
+    """An alarm on a namespace, name or dimension set the worker does not write would
+    never fire."""
+    record = ImageRecord(
+        id="0" * 8,
+        user_id="alice",
+        filename="a.jpeg",
+        content_type="image/jpeg",
+        size=1,
+        status=Status.READY,
+        created_at="2026-01-01T00:00:00Z",
+    )
+    audit_infected(record, "Eicar-Signature", "ClamAV", '"etag"')
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (directive,) = json.loads(line)["_aws"]["CloudWatchMetrics"]
+
+    assert directive["Namespace"] == METRIC_NAMESPACE
+    assert [m["Name"] for m in directive["Metrics"]] == [INFECTED_METRIC]
+    assert directive["Dimensions"] == [[]]

@@ -18,6 +18,8 @@ from app.pipeline import clamd
 
 # Where Debian's and Ubuntu's clamav-freshclam keep the official definitions.
 SYSTEM_DATABASE = Path("/var/lib/clamav")
+# Where clamd lives when sbin is not on PATH (Debian's package, ClamAV's own release).
+WELL_KNOWN_PLACES = (Path("/usr/sbin/clamd"), Path("/usr/local/sbin/clamd"))
 INSTALL_HINT = (
     "install ClamAV (Debian/Ubuntu: apt install clamav-daemon; macOS: brew install clamav), "
     "or point IMAGES_CLAMD at a running clamd"
@@ -58,8 +60,7 @@ def _config(directory: Path, database: Path, stream_bytes: int) -> Path:
 def start(database: Path | None, stream_bytes: int, wait_seconds: float) -> OwnClamd:
     """Start clamd on `database` (default: the system's) and wait until it answers."""
     executable = shutil.which("clamd") or next(
-        (str(p) for p in (Path("/usr/sbin/clamd"), Path("/usr/local/sbin/clamd")) if p.exists()),
-        None,
+        (str(path) for path in WELL_KNOWN_PLACES if path.exists()), None
     )
     if executable is None:
         raise ClamdNotStarted(f"IMAGES_SCAN=clamav, but clamd is not installed: {INSTALL_HINT}")

@@ -343,7 +343,10 @@ function placeholderUrl(image) {
 
 // --- Tiles ---------------------------------------------------------------------------
 
-const processing = (image) => image.variants.thumb.status === "pending";
+// Its bytes are being checked for malware: nothing of it is served until they are clean.
+const checking = (image) => image.scan.status === "pending";
+const unscannable = (image) => image.scan.status === "failed" || image.scan.status === "infected";
+const processing = (image) => image.variants.thumb.status === "pending" && !unscannable(image);
 const url = (image, name) => {
   const signed = image.variants[name]?.url;
   return signed && cookies.active ? signed.split("?")[0] : signed;
@@ -376,9 +379,12 @@ function show(item, image) {
   img.style.backgroundImage = blur ? `url(${blur})` : "";
   if (url(image, "thumb")) img.src = url(image, "thumb");
   else img.removeAttribute("src");
-  item.classList.toggle("processing", processing(image));
-  item.classList.toggle("no-preview", image.variants.thumb.status === "failed");
-  item.title = image.variants.thumb.status === "failed" ? image.variants.thumb.reason : "";
+  item.classList.toggle("processing", processing(image) && !checking(image));
+  item.classList.toggle("checking", checking(image));
+  const failed = image.variants.thumb.status === "failed" || unscannable(image);
+  item.classList.toggle("no-preview", failed);
+  item.title = unscannable(image) ? image.scan.reason || image.reason || ""
+    : failed ? image.variants.thumb.reason : "";
 }
 
 // Images still being processed: ask again until their variants are made (or failed).
