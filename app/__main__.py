@@ -1,5 +1,6 @@
-"""`python -m app [serve|worker|token USER|create-resources|sweep|reconcile USER|redrive|
-backfill-variants]`: every command builds what it needs through app/composition.py."""
+"""`python -m app COMMAND`: serve, worker, token USER, create-resources, sweep,
+reconcile USER, redrive, backfill-variants, rescan. Every command builds what it needs
+through app/composition.py."""
 
 import argparse
 import ipaddress
@@ -93,6 +94,7 @@ def serve(settings: Settings, fresh: bool = False) -> None:
             f"{restored.messages} messages restored; `make run ARGS=--fresh` starts empty)",
             flush=True,
         )
+    print(_scanning(services), flush=True)  # before the worker: it refuses without clamd
     # The worker (thumbnails, previews, auto-confirm) in this process: no second terminal.
     from app.pipeline.worker import start_in_background  # noqa: PLC0415 - Pillow: serving only
 
@@ -106,7 +108,6 @@ def serve(settings: Settings, fresh: bool = False) -> None:
     if settings.cdn_url is not None:
         cookies = "with signed cookies" if settings.cdn_cookies else "without cookies"
         print(f"Reading through CloudFront: {settings.cdn_url} ({cookies})", flush=True)
-    print(_scanning(services), flush=True)
     # A demo token only for the development secret: with a real one, a token printed to
     # a terminal (or a log collector) would be a working credential.
     token = issue_token(settings, DEMO_USER, ttl_seconds=7 * 24 * 3600) if development else None
@@ -163,8 +164,8 @@ def work(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     services = build(settings)
-    print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
     print(_scanning(services), flush=True)
+    print(f"Worker polling {settings.queue} (S3: {settings.s3_endpoint or 'AWS'})", flush=True)
     try:
         poll(services.worker, services.storage.queue, settings, stop)
     except KeyboardInterrupt:

@@ -171,3 +171,33 @@ def test_the_documented_sample_is_read_as_its_verdict() -> None:
         "THREATS_FOUND",
         ("EICAR-Test-File (not a virus)",),
     )
+
+
+@pytest.mark.parametrize("result", ["NO_THREATS_FOUND", "UNSUPPORTED"])
+def test_a_verdict_retags_the_original_ready_whatever_guardduty_wrote(
+    guarded: FastAPI,
+    alice: dict[str, str],
+    put_bytes: PutBytes,
+    stores: Stores,
+    result: str,
+) -> None:
+    """GuardDuty writes the whole tag set from what it read: read before confirm tagged
+    the original ready, it would put `state=pending` back, and the lifecycle rule would
+    reap a confirmed original."""
+    image_id = _uploaded(guarded, alice, put_bytes)
+    guarded.state.services.worker.process(stores.announced(image_id))  # confirmed, tagged
+    settings = guarded.state.services.settings
+    guarded.state.services.clients.s3.put_object_tagging(
+        Bucket=settings.bucket,
+        Key=object_key(image_id),
+        Tagging={
+            "TagSet": [
+                {"Key": "state", "Value": "pending"},
+                {"Key": "GuardDutyMalwareScanStatus", "Value": result},
+            ]
+        },
+    )
+
+    _verdict(guarded, stores, image_id, result)
+
+    assert stores.tags(image_id) == [{"Key": "state", "Value": "ready"}]

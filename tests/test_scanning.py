@@ -196,6 +196,45 @@ def test_eicar_alone_is_refused_by_confirm_already(
     assert refusal(answer) == (422, "invalid_image")
 
 
+def test_an_infected_image_is_listed_among_the_rejected(
+    scanning: FastAPI, alice: dict[str, str], put_bytes: PutBytes
+) -> None:
+    client = TestClient(scanning)
+    image_id = _confirmed(scanning, alice, put_bytes, polyglot("image/png"), "image/png")
+    _worked(scanning)
+
+    rejected = client.get("/images?status=rejected", headers=alice).json()["items"]
+    ready = client.get("/images", headers=alice).json()["items"]
+
+    assert [(i["id"], i["scan"]["status"]) for i in rejected] == [(image_id, "infected")]
+    assert ready == []
+
+
+def test_infected_bytes_an_s3_would_not_delete_conditionally_are_removed_by_the_sweep(
+    scanning: FastAPI,
+    alice: dict[str, str],
+    put_bytes: PutBytes,
+    stores: Stores,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LocalStack answers NotImplemented to a delete with If-Match: the original stays,
+    and the image with it in the sweep's index, until the sweep removes it all."""
+    image_id = _confirmed(scanning, alice, put_bytes, polyglot("image/png"), "image/png")
+    objects = scanning.state.services.storage.objects
+    monkeypatch.setattr(objects, "delete_original", lambda *_: False)
+    _worked(scanning)
+    left = (stores.has_object(image_id), stores.sweep_index())
+    monkeypatch.undo()
+
+    clock.advance(scanning.state.services.settings.finish_grace_seconds + 1)
+    scanning.state.services.maintenance.sweep(None)
+
+    assert left == (True, [image_id])
+    assert (stores.keys(), stores.sweep_index()) == ([], [])
+    assert stores.usage("alice") == (0, 0)
+
+
 def test_finding_malware_tells_the_operator_who_what_and_which(
     scanning: FastAPI,
     alice: dict[str, str],

@@ -144,7 +144,8 @@ def test_make_run_with_clamav_but_no_definitions_refuses_to_start(tmp_path: Path
     )
 
     assert started.returncode == 1
-    assert f"{tmp_path} holds no ClamAV definitions" in started.stderr
+    assert f"Refusing to start: IMAGES_SCAN=clamav, but {tmp_path} holds no" in started.stderr
+    assert "Traceback" not in started.stderr
 
 
 @pytest.fixture(scope="module")

@@ -192,7 +192,8 @@ class Maintenance:
         given back, the operator told). Bounded and resumable like the backfill."""
         if self._settings.scan != "clamav":
             raise InvalidRequest(
-                "Rescanning needs IMAGES_SCAN=clamav: GuardDuty scans each object once"
+                f"Rescanning needs IMAGES_SCAN=clamav (it is {self._settings.scan}): "
+                "the worker asks clamd again; GuardDuty scans each object once"
             )
         return self._announce(RESCAN, most, RESCAN_EVENT)
 

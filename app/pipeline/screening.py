@@ -60,14 +60,14 @@ class Screening:
         return self._scan(record, stored)
 
     def _why_not_now(self, stored: UploadedObject) -> str | None:
+        if not stored.whole:
+            return "over the worker's size limit"
         if self._settings.scan == "guardduty":
             return "waiting for GuardDuty's verdict"  # its result event comes to this queue
         if self._scanner is None:
             # Scanning is off now, but the image was confirmed while it was on: it stays
             # unserved (never assumed clean) until a scanner looks at it.
             return "waiting for a scanner"
-        if not stored.whole:
-            return "over the worker's size limit"
         return None
 
     def _scan(self, record: ImageRecord, stored: UploadedObject) -> ImageRecord | str:
@@ -123,14 +123,17 @@ class Screening:
             ScanStatus.INFECTED, signature=signature, engine=engine, scanned_at=self._now_text()
         )
         moment = int(now.timestamp())
+        # Told first: at least once (a redelivery tells again), never lost to a crash.
+        audit_infected(record, signature, engine, stored.etag)
         if not self._table.mark_infected(
             record, state, moment, due_at=moment + self._settings.finish_grace_seconds
         ):
             return "deleted meanwhile"
-        audit_infected(record, signature, engine, stored.etag)
-        self._objects.delete_original(record.id, stored.etag)
         self._objects.delete_variants(record, record.id)
-        self._table.quarantined(record.id)
+        if self._objects.delete_original(record.id, stored.etag):
+            self._table.quarantined(record.id)
+        # Else (an S3 without conditional deletes, LocalStack): the record stays in the
+        # sweep's index, and the sweep removes every object of the infected image.
         return f"infected: {signature}"
 
     def _apply_guardduty(
@@ -147,6 +150,10 @@ class Screening:
         engine = GUARDDUTY_ENGINE
         if verdict.result == GUARDDUTY_INFECTED:
             return self._quarantine(record, stored, ", ".join(verdict.threats) or "malware", engine)
+        # GuardDuty tags the object too, rewriting its whole tag set from what it read:
+        # should that have been before confirm tagged it ready, it would be pending again
+        # and the lifecycle rule would reap it. Its result comes after its tagging.
+        self._objects.tag_ready(record.id)
         if verdict.result != GUARDDUTY_CLEAN:
             return self._scan_failed(record, f"GuardDuty: {verdict.result}", True, 1, engine)
         return self._clean(record, engine)

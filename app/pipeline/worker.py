@@ -150,6 +150,8 @@ class Worker:
 
     def _make_variants(self, record: ImageRecord, stored: UploadedObject) -> str:
         names = record.to_make(self._settings.variants)
+        if not names and record.due_at is None:
+            return "nothing to make"  # a clean rescan of an image already made
         made, placeholder = self._variants(record, stored, names)
         # Before the image leaves the sweep's index: nothing would retag it afterwards.
         self._objects.tag_ready(record.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
-from app.domain.records import ImageRecord
+from app.domain.records import ImageRecord, Status
 from app.storage.clients import AwsClients, aws_call
 from app.storage.items import JsonShape, from_item
 from app.storage.resources import DUE_ATTRIBUTE, GSI_NAME, SWEEP_GSI_NAME
@@ -105,7 +105,14 @@ class ImageListing:
             values[":from"] = {"S": where.created_from}
         if where.created_to:
             values[":to"] = {"S": where.created_to}
-        conditions = ["#status = :status"]
+        # What its owner reads as `rejected` is stored as rejected or infected.
+        conditions = (
+            ["#status IN (:status, :infected)"]
+            if where.status == Status.REJECTED
+            else ["#status = :status"]
+        )
+        if where.status == Status.REJECTED:
+            values[":infected"] = {"S": Status.INFECTED}
         if where.content_type:
             conditions.append("content_type = :ctype")
             values[":ctype"] = {"S": where.content_type}
