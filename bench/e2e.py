@@ -7,6 +7,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2 as httpx
@@ -44,33 +46,45 @@ def _thumb_latency(base: str, token: str, count: int, size: tuple[int, int]) -> 
     return latencies
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+@contextmanager
+def make_run(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """`python -m app serve` on a free port, in a data directory of its own (never the
+    checkout's .data/, a newcomer's gallery): its URL and the demo token it printed."""
     port = free_port()
     env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env["IMAGES_PORT"] = str(port)
-    env["IMAGES_LOG_LEVEL"] = "WARNING"
+    env |= {"IMAGES_PORT": str(port), "IMAGES_LOG_LEVEL": "WARNING", **(extra_env or {})}
     base = f"http://127.0.0.1:{port}"
-    count, size = (5, (800, 600)) if quick else (50, (3000, 2000))
-    batch_size = 20 if quick else 200
     with (
-        # A data directory of its own: never the checkout's .data/, a newcomer's gallery.
         tempfile.TemporaryDirectory() as data,
         running(
             [sys.executable, "-m", "app", "serve"],
             {**env, "IMAGES_DATA_DIR": data},
             f"{base}/health",
+            timeout=120,
         ) as server,
     ):
         token = re.search(r"export TOKEN=(\S+)", server.wait_for_output("export TOKEN="))
         assert token is not None
-        latencies = sorted(_thumb_latency(base, token.group(1), count, size))
+        yield base, token.group(1)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    count, size = (5, (800, 600)) if quick else (50, (3000, 2000))
+    batch_size = 20 if quick else 200
+    with make_run() as (base, token):
+        latencies = sorted(_thumb_latency(base, token, count, size))
         concurrent = issue_token(Settings(jwt_secret=DEV_JWT_SECRET), "bench-batch", 3600)
         batch = upload_batch(base, concurrent, count=batch_size, concurrency=batch_size)
     return {
         "photos": count,
         "photo_pixels": size[0] * size[1],
         "thumb_p50_s": statistics.median(latencies),
-        "thumb_p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        "thumb_p95_s": percentile(latencies, 0.95),
         "batch": {
             "uploads": batch_size,
             "seconds": batch.seconds,

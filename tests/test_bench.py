@@ -56,6 +56,7 @@ def test_bench_writes_report_and_plots(report: tuple[Path, dict[str, object]]) -
         "A page with CDN URLs",
         "End to end under `make run`",
         "restart time",
+        "Scanning",
     ):
         assert f"{section}" in text
     for plot in ("bench-warm.png", "bench-scale.png", "bench-throughput.png", "bench-worker.png"):
@@ -119,6 +120,19 @@ def test_bench_prices_a_cdn_page_with_either_key_type(
     assert all(
         set(row["p50_ms"]) == {"plain", "remembered", "first_sight"} for row in kinds.values()
     )
+
+
+def test_bench_scans_with_a_real_clamd_on_and_off(
+    report: tuple[Path, dict[str, object]],
+) -> None:
+    _, results = report
+
+    run = results["scan"]  # type: ignore[index]
+    if "skipped" in run:
+        pytest.skip(run["skipped"])
+    assert set(run["scans"]) == {"12 MP JPEG", "40 MP JPEG", "large PNG (12 MP RGBA)"}
+    assert run["thumb"]["on"]["p50_s"] > 0
+    assert run["ratio_p50"] > 0
 
 
 def test_bench_worker_measures_every_image_against_the_floor(
