@@ -177,6 +177,8 @@ class StandInDistribution:
         self.url = f"http://127.0.0.1:{self.port}"
         self.served: list[str] = []
         self.refused: list[str] = []
+        # False: as if the browser's cookies never reached it (set for another domain).
+        self.cookies_arrive = True
 
     def handle(self, path: str, cookie_header: str) -> tuple[int, dict[str, str], bytes]:
         url = self.url + path
@@ -185,7 +187,10 @@ class StandInDistribution:
                 verify_url(url, self.public_pem)
             else:
                 cookies = {
-                    name: morsel.value for name, morsel in SimpleCookie(cookie_header).items()
+                    name: morsel.value
+                    for name, morsel in SimpleCookie(
+                        cookie_header if self.cookies_arrive else ""
+                    ).items()
                 }
                 verify_cookies(cookies, url, self.public_pem)
         except Refused as exc:

@@ -135,6 +135,32 @@ def test_gallery_reads_thumbs_through_signed_cookies(cdn_run: CdnRun, page: "Pag
     assert any(path.startswith(urlpath(source)) for path in cdn_run.distribution.served)
 
 
+def test_gallery_falls_back_to_signed_urls_when_cookies_do_not_reach_the_cdn(
+    cdn_run: CdnRun, page: "Page"
+) -> None:
+    from playwright.sync_api import expect  # noqa: PLC0415 - with the browser only
+
+    user = "cdn-no-cookies"
+    _made(cdn_run.run, user, make_image("image/png", 500, 400, color="olive"))
+    token = _headers(user)["Authorization"].split()[1]
+    cdn_run.distribution.cookies_arrive = False
+    try:
+        page.goto(cdn_run.run.url + "/")
+        page.fill("#token", token)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.locator("#grid img")).to_have_count(1)
+        width = wait_for(
+            lambda: page.evaluate("document.querySelector('#grid img').naturalWidth"),
+            lambda natural: natural == 320,
+        )
+        source = page.evaluate("document.querySelector('#grid img').src")
+    finally:
+        cdn_run.distribution.cookies_arrive = True
+
+    assert width == 320
+    assert "Signature=" in source  # the bare URL was refused; the signed one served
+
+
 def urlpath(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 

@@ -42,6 +42,10 @@ settings = Settings()
 if settings.xray:
     enable_xray()
 services = build(settings)
+if services.storage.cdn is not None:
+    # The private key, read once here (SSM) rather than by a first request: provisioned
+    # concurrency pays for it ahead of traffic, and a wrong key fails the start, loudly.
+    services.storage.cdn.check()
 app = create_app(services=services)
 asgi_handler = Mangum(
     _served_under(settings.api_base_path, app) if settings.api_base_path else app,

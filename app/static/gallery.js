@@ -379,6 +379,9 @@ function show(item, image) {
   img.style.backgroundImage = blur ? `url(${blur})` : "";
   if (url(image, "thumb")) img.src = url(image, "thumb");
   else img.removeAttribute("src");
+  // Cookies set but not reaching the CDN (another domain, blocked): the signed URL then.
+  const signed = image.variants.thumb?.url;
+  img.onerror = signed && img.src !== signed ? () => { img.onerror = null; img.src = signed; } : null;
   item.classList.toggle("processing", processing(image) && !checking(image));
   item.classList.toggle("checking", checking(image));
   const failed = image.variants.thumb.status === "failed" || unscannable(image);
