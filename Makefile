@@ -74,9 +74,10 @@ lint: $(VENV)/.dev $(CHECKOV)/.installed
 	$(CHECKOV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet \
 		--skip-download
 
-# Two workers (a test file stays on one, with its servers); then what cannot be split.
+# Two workers: a file whose tests share servers stays on one (tests/conftest.py groups
+# them), every other test goes to whichever worker is free; then what cannot be split.
 pytest: $(VENV)/.dev
-	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial"
 	$(BIN)/pytest -m serial
 
 loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto server

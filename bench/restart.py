@@ -94,7 +94,7 @@ def _replay(recording: Path) -> dict[str, float]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    count = 20 if quick else 1000
+    count = 8 if quick else 1000
     with tempfile.TemporaryDirectory() as scratch:
         data, empty = Path(scratch) / "data", Path(scratch) / "empty"
         recording = Path(scratch) / "recording.jsonl"

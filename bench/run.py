@@ -38,7 +38,7 @@ def measure(quick: bool) -> dict[str, Any]:
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     started = time.perf_counter()
     results = {
-        "cold_start": coldstart.run(runs=2 if quick else 15),
+        "cold_start": coldstart.run(runs=1 if quick else 15),
         "warm": warm.run(n=30 if quick else 2000),
         "cdn": cdn.run(n=20 if quick else 1000),
         "throughput": throughput.run(

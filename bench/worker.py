@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.photos import encoded
 
-IMAGES = {  # name: (kind, width, height); quick runs use a tenth of the pixels
+IMAGES = {  # name: (kind, width, height); quick runs use a fortieth of the pixels
     "12 MP JPEG": ("jpeg", 4000, 3000),
     "40 MP JPEG": ("jpeg", 7300, 5475),
     "large PNG (12 MP RGBA)": ("png", 4000, 3000),
@@ -40,7 +40,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"repeats": repeats, "rounds": rounds, "images": {}}
     with tempfile.TemporaryDirectory() as directory:
         for name, (format_, width, height) in IMAGES.items():
-            scale = 0.3 if quick else 1.0
+            scale = 0.15 if quick else 1.0
             data, content_type = encoded(format_, int(width * scale), int(height * scale))
             path = Path(directory) / name.replace(" ", "_")
             path.write_bytes(data)

@@ -49,6 +49,15 @@ if TYPE_CHECKING:
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`: a file whose tests share servers, a browser or a report
+    (the http marker) stays on one worker, where they start once; every other test goes
+    wherever a worker is free, so no worker idles while another works through a long file."""
+    for item in items:
+        if item.get_closest_marker("http") or item.get_closest_marker("clamav"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Never let a developer's real credentials or endpoints leak into a test.

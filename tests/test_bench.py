@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.http  # the benchmarks start servers; the report is made once
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

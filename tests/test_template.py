@@ -41,6 +41,9 @@ from app.storage.resources import (
     table_definition,
 )
 
+# One worker: the SAM translator's outputs are cached per process (a few seconds each).
+pytestmark = pytest.mark.xdist_group("template")
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 # aws-sam-translator in a venv of its own (requirements/sam-translator.txt).
