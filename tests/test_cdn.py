@@ -2,6 +2,7 @@
 CloudFront verifies them, with the public key alone (tests/cdn.py)."""
 
 import json
+import time
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -19,11 +20,11 @@ from moto import mock_aws
 from app.composition import build
 from app.config import Settings
 from app.domain.filenames import content_disposition
-from app.storage.cdn import CdnKeyError, _Signer, cloudfront_b64, key_signer
+from app.storage.cdn import CdnKeyError, CdnUrls, _Signer, cloudfront_b64, key_signer
 from app.storage.clients import AwsClients
 from app.storage.items import object_key
 from tests.cdn import KEY_PAIR_ID, KeyPair, Refused, key_pair, verify_cookies, verify_url
-from tests.conftest import AppFactory, Clock, PutBytes, deliver, new_image, refusal
+from tests.conftest import AppFactory, PutBytes, deliver, new_image, refusal
 from tests.imagefiles import make_image
 
 CDN = "https://images.example.com"
@@ -79,17 +80,33 @@ def test_variant_urls_in_get_and_list_verify_with_the_public_key_alone(
 
 
 def test_variant_urls_are_the_same_across_list_calls_in_one_window(
-    cdn_app: FastAPI, alice: dict[str, str], put_bytes: PutBytes, clock: Clock
+    cdn_app: FastAPI, alice: dict[str, str], put_bytes: PutBytes
 ) -> None:
     client = TestClient(cdn_app)
     _ready(cdn_app, alice, put_bytes)
 
     first = client.get("/images", headers=alice).json()["items"][0]["variants"]
-    clock.advance(30)
     second = client.get("/images", headers=alice).json()["items"][0]["variants"]
 
     assert first == second
     assert first["thumb"]["url"].startswith(f"{CDN}/u/")
+
+
+def test_variant_url_changes_only_when_its_window_does(keys: KeyPair) -> None:
+    window = 3600
+    now = [window * 500_000 + 10.0]
+    urls = CdnUrls(CDN, KEY_PAIR_ID, lambda: keys.private_pem, window, clock=lambda: now[0])
+    key = ["u/0123456789abcdef0123/x/thumb-1.webp"]
+
+    first = urls.variant_urls(key, 300)
+    now[0] += window - 11  # the last second of the same window
+    same = urls.variant_urls(key, 300)
+    now[0] += 1
+    next_window = urls.variant_urls(key, 300)
+
+    assert same == first
+    assert next_window != first
+    assert verify_url(first[0], keys.public_pem, now=now[0] - 1).expires == window * 500_001 + 300
 
 
 def test_variant_urls_signed_by_two_processes_are_the_same(
@@ -106,17 +123,19 @@ def test_variant_urls_signed_by_two_processes_are_the_same(
 
 
 def test_variant_url_outlives_the_window_it_was_signed_in_by_the_ttl(
-    cdn_app: FastAPI, keys: KeyPair, alice: dict[str, str], put_bytes: PutBytes, clock: Clock
+    cdn_app: FastAPI, keys: KeyPair, alice: dict[str, str], put_bytes: PutBytes
 ) -> None:
     client = TestClient(cdn_app)
     image_id = _ready(cdn_app, alice, put_bytes)
     settings = cdn_app.state.services.settings
 
+    before = time.time()  # CloudFront checks policies on the wall clock
     url = client.get(f"/images/{image_id}", headers=alice).json()["variants"]["thumb"]["url"]
-    granted = verify_url(url, keys.public_pem, now=clock().timestamp())
+    after = time.time()
+    granted = verify_url(url, keys.public_pem, now=after)
 
     ttl, window = settings.download_url_ttl_seconds, settings.variant_url_window_seconds
-    assert ttl <= granted.expires - clock().timestamp() <= ttl + window
+    assert before + ttl <= granted.expires <= after + ttl + window
 
 
 def test_download_of_the_original_is_a_signed_cdn_url_naming_the_verified_type(
@@ -222,15 +241,17 @@ def test_cookies_are_secure_http_only_same_site_on_the_users_path_and_domain(
 
 
 def test_cookies_expire_when_their_policy_says(
-    cdn_app: FastAPI, keys: KeyPair, alice: dict[str, str], put_bytes: PutBytes, clock: Clock
+    cdn_app: FastAPI, keys: KeyPair, alice: dict[str, str], put_bytes: PutBytes
 ) -> None:
     client = TestClient(cdn_app)
     image_id = _ready(cdn_app, alice, put_bytes)
+    signed_at = time.time()  # CloudFront's policy is on the wall clock, as S3's signatures
     values = {n: m.value for n, m in _cookies(client.post("/cdn-cookies", headers=alice)).items()}
     url = f"{CDN}/{object_key(image_id)}"
 
+    verify_cookies(values, url, keys.public_pem, now=signed_at + 3599)
     with pytest.raises(Refused, match="expired"):
-        verify_cookies(values, url, keys.public_pem, now=clock().timestamp() + 3601)
+        verify_cookies(values, url, keys.public_pem, now=time.time() + 3601)
 
 
 def test_cookies_not_offered_are_409_with_their_code(
