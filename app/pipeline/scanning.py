@@ -29,7 +29,7 @@ class Verdict:
 
 
 class Scanner(Protocol):
-    def scan(self, data: bytes) -> Verdict: ...
+    def examine(self, data: bytes) -> Verdict: ...
 
 
 class ClamdScanner:
@@ -49,7 +49,7 @@ class ClamdScanner:
                 raise ScannerUnavailable(f"The malware scanner is unreachable ({exc})") from exc
         return self._engine
 
-    def scan(self, data: bytes) -> Verdict:
+    def examine(self, data: bytes) -> Verdict:
         engine = self.engine()
         try:
             reply = clamd.instream(self._address, data, self._timeout)

@@ -72,7 +72,7 @@ class Screening:
 
     def _scan(self, record: ImageRecord, stored: UploadedObject) -> ImageRecord | str:
         assert self._scanner is not None  # noqa: S101 - _why_not_now checked
-        verdict = self._scanner.scan(stored.data)
+        verdict = self._scanner.examine(stored.data)
         if verdict.signature is not None:
             return self._quarantine(record, stored, verdict.signature, verdict.engine)
         if verdict.error is not None:
