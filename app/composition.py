@@ -102,13 +102,12 @@ class Services:
         settings = self.settings
         if settings.scan != "clamav":
             return None
-        address = settings.clamd
-        if address is None:
-            own = clamd_daemon.start(
-                settings.clamav_database, settings.max_upload_bytes, OWN_CLAMD_START_SECONDS
-            )
-            address = own.address
-        return ClamdScanner(address, settings.scan_timeout_seconds)
+        if settings.clamd is not None:
+            return ClamdScanner(settings.clamd, settings.scan_timeout_seconds)
+        own = clamd_daemon.start(
+            settings.clamav_database, settings.max_upload_bytes, OWN_CLAMD_START_SECONDS
+        )
+        return ClamdScanner(own.address, settings.scan_timeout_seconds, revive=own.revive)
 
 
 def build(

@@ -44,4 +44,7 @@ def running_clamd(database: Path, stream_bytes: int = 64 * 1024 * 1024) -> Itera
     if missing:
         pytest.skip(missing)
     own = clamd_daemon.start(database, stream_bytes, wait_seconds=60)
-    yield own.address
+    try:
+        yield own.address
+    finally:
+        own.stop()

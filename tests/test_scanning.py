@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from app.pipeline import clamd, clamd_daemon
 from app.pipeline.audit import INFECTED_METRIC
+from app.pipeline.scanning import ClamdScanner, ScannerUnavailable
 from app.storage.clients import AwsClients
 from tests.clamav import (
     EICAR,
@@ -22,6 +23,7 @@ from tests.clamav import (
     LATER_SIGNATURES,
     MARKER,
     SIGNATURES,
+    clamd_missing,
     running_clamd,
     write_database,
 )
@@ -102,6 +104,22 @@ def test_clamd_streams_a_20_mib_image_in_chunks(clamd_address: str) -> None:
 def test_clamd_unreachable_is_unavailable_never_clean(tmp_path: Path) -> None:
     with pytest.raises(clamd.ClamdUnavailable):
         clamd.instream(f"unix://{tmp_path}/no-such.sock", b"x", timeout=2)
+
+
+def test_own_clamd_that_died_is_started_again_for_the_next_scan(tmp_path: Path) -> None:
+    missing = clamd_missing()
+    if missing:
+        pytest.skip(missing)
+    own = clamd_daemon.start(write_database(tmp_path, SIGNATURES), 1 << 20, wait_seconds=60)
+    scanner = ClamdScanner(own.address, timeout=10, revive=own.revive)
+    own.stop()  # as the kernel's OOM killer would
+
+    with pytest.raises(ScannerUnavailable):
+        scanner.examine(polyglot("image/png"))
+    verdict = scanner.examine(polyglot("image/png"))
+    own.stop()
+
+    assert verdict.signature == "Images.Test.EICAR.UNOFFICIAL"
 
 
 @pytest.mark.parametrize(

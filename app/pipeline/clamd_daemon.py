@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from app.pipeline import clamd
@@ -30,11 +29,54 @@ class ClamdNotStarted(Exception):
     """No clamd could be started: the message says why and what to do."""
 
 
-@dataclass(frozen=True, slots=True)
 class OwnClamd:
-    address: str
-    engine: str
-    database: Path
+    """A clamd this process started, and starts again if it dies (killed for memory, a
+    crash on a hostile file): otherwise every scan after would wait for a scanner that
+    never comes back, and every upload would stay `pending`."""
+
+    def __init__(self, executable: str, directory: Path, database: Path, wait: float) -> None:
+        self.address = f"unix://{directory / 'clamd.sock'}"
+        self.database = database
+        self._argv = [executable, "--config-file", str(directory / "clamd.conf")]
+        self._directory = directory
+        self._wait = wait
+        self._process = self._launch()
+        atexit.register(self.stop)
+        self.engine = self._answer()
+
+    def _launch(self) -> "subprocess.Popen[bytes]":
+        return subprocess.Popen(  # noqa: S603 - our own configuration, a fixed executable
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def _answer(self) -> str:
+        """clamd's version, once it has loaded its definitions and answers."""
+        deadline = time.monotonic() + self._wait
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = self._directory / "clamd.log"
+                tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+                raise ClamdNotStarted(f"clamd stopped (exit {self._process.returncode}): {tail}")
+            try:
+                return clamd.version(self.address, 5)
+            except clamd.ClamdUnavailable:
+                time.sleep(0.1)  # loading its definitions
+        self.stop()
+        raise ClamdNotStarted(f"clamd did not answer within {self._wait:.0f} s")
+
+    def revive(self) -> None:
+        """Start clamd again if it has died; a live one that did not answer is left be
+        (busy, or still loading), the scan retried later like any unavailable scanner."""
+        if self._process.poll() is None:
+            return
+        self._process = self._launch()
+        self._answer()
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)
 
 
 def _config(directory: Path, database: Path, stream_bytes: int) -> Path:
@@ -77,31 +119,6 @@ def start(database: Path | None, stream_bytes: int, wait_seconds: float) -> OwnC
             "or set IMAGES_CLAMAV_DATABASE to a directory that has some"
         )
     directory = Path(tempfile.mkdtemp(prefix="images-clamd-"))
-    config = _config(directory, database, stream_bytes)
-    process = subprocess.Popen(  # noqa: S603 - our own configuration, a fixed executable
-        [executable, "--config-file", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    atexit.register(_stop, process, directory)
-    address = f"unix://{directory / 'clamd.sock'}"
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = directory / "clamd.log"
-            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-            raise ClamdNotStarted(f"clamd stopped at start (exit {process.returncode}): {tail}")
-        try:
-            return OwnClamd(address, clamd.version(address, 5), database)
-        except clamd.ClamdUnavailable:
-            time.sleep(0.1)  # loading its definitions
-    _stop(process, directory)
-    raise ClamdNotStarted(f"clamd did not answer within {wait_seconds:.0f} s")
-
-
-def _stop(process: "subprocess.Popen[bytes]", directory: Path) -> None:
-    if process.poll() is None:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
-    shutil.rmtree(directory, ignore_errors=True)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    _config(directory, database, stream_bytes)
+    return OwnClamd(executable, directory, database, wait_seconds)

@@ -7,11 +7,13 @@ A scanner that is down is never taken for a clean verdict: the message is retrie
 backoff and the image waits, unserved.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from app.domain.errors import Unavailable
 from app.pipeline import clamd
+from app.pipeline.clamd_daemon import ClamdNotStarted
 
 
 class ScannerUnavailable(Unavailable):
@@ -35,10 +37,22 @@ class Scanner(Protocol):
 class ClamdScanner:
     """clamd, by `unix:///path/to/socket` or `tcp://host:3310` (IMAGES_CLAMD)."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(
+        self, address: str, timeout: float, revive: Callable[[], None] | None = None
+    ) -> None:
         self._address = address
         self._timeout = timeout
+        self._revive = revive
         self._engine: str | None = None
+
+    def _unavailable(self, exc: Exception) -> ScannerUnavailable:
+        self._engine = None  # it may come back with other definitions
+        if self._revive is not None:
+            try:
+                self._revive()
+            except ClamdNotStarted as failed:  # the scan is retried either way
+                exc = failed
+        return ScannerUnavailable(f"The malware scanner is unreachable ({exc})")
 
     def engine(self) -> str:
         """ClamAV's version and its definitions' (asked once per process)."""
@@ -46,7 +60,7 @@ class ClamdScanner:
             try:
                 self._engine = clamd.version(self._address, self._timeout)
             except clamd.ClamdUnavailable as exc:
-                raise ScannerUnavailable(f"The malware scanner is unreachable ({exc})") from exc
+                raise self._unavailable(exc) from exc
         return self._engine
 
     def examine(self, data: bytes) -> Verdict:
@@ -54,6 +68,5 @@ class ClamdScanner:
         try:
             reply = clamd.instream(self._address, data, self._timeout)
         except clamd.ClamdUnavailable as exc:
-            self._engine = None  # it may come back with other definitions
-            raise ScannerUnavailable(f"The malware scanner is unreachable ({exc})") from exc
+            raise self._unavailable(exc) from exc
         return Verdict(engine, reply.signature, reply.error)
