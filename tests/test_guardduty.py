@@ -174,7 +174,7 @@ def test_the_documented_sample_is_read_as_its_verdict() -> None:
 
 
 @pytest.mark.parametrize("result", ["NO_THREATS_FOUND", "UNSUPPORTED"])
-def test_a_verdict_retags_the_original_ready_whatever_guardduty_wrote(
+def test_a_verdict_retags_the_original_ready_keeping_guardduty_s_tag(
     guarded: FastAPI,
     alice: dict[str, str],
     put_bytes: PutBytes,
@@ -200,4 +200,7 @@ def test_a_verdict_retags_the_original_ready_whatever_guardduty_wrote(
 
     _verdict(guarded, stores, image_id, result)
 
-    assert stores.tags(image_id) == [{"Key": "state", "Value": "ready"}]
+    assert stores.tags(image_id) == [
+        {"Key": "state", "Value": "ready"},
+        {"Key": "GuardDutyMalwareScanStatus", "Value": result},
+    ]

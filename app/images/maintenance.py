@@ -25,6 +25,7 @@ from app.pipeline.confirmation import Confirmation, Superseded
 from app.pipeline.notifications import BACKFILL as BACKFILL_EVENT
 from app.pipeline.notifications import RESCAN as RESCAN_EVENT
 from app.pipeline.notifications import announcement
+from app.pipeline.screening import kept_tag
 from app.storage import Storage
 from app.storage.listing import SweepPosition
 from app.storage.resources import SWEEP_SHARDS
@@ -141,7 +142,7 @@ class Maintenance:
             elif record.status == Status.READY:
                 # Confirmed, but nothing reported its follow-up done: retag (idempotent)
                 # before the lifecycle rule could reap it, then release it.
-                self._storage.objects.tag_ready(record.id)
+                self._storage.objects.tag_ready(record.id, also=kept_tag(record))
                 self._storage.table.release(record.id)
                 report.released += 1
             elif record.status in UNCONFIRMED and self._confirm_late(record, report):

@@ -23,6 +23,18 @@ from app.storage.objects import UploadedObject
 
 GUARDDUTY_CLEAN = "NO_THREATS_FOUND"
 GUARDDUTY_INFECTED = "THREATS_FOUND"
+# GuardDuty's own tag, kept when the original is retagged: bucket policies that gate
+# reads on it (as AWS suggests) must keep seeing it.
+GUARDDUTY_TAG = "GuardDutyMalwareScanStatus"
+
+
+def kept_tag(record: ImageRecord) -> tuple[str, str] | None:
+    """The tag GuardDuty wrote on a clean original, for whoever retags it ready."""
+    if record.scan.engine == GUARDDUTY_ENGINE and record.scan.status == ScanStatus.CLEAN:
+        return GUARDDUTY_TAG, GUARDDUTY_CLEAN
+    return None
+
+
 GUARDDUTY_ENGINE = "GuardDuty Malware Protection for S3"
 
 
@@ -153,7 +165,7 @@ class Screening:
         # GuardDuty tags the object too, rewriting its whole tag set from what it read:
         # should that have been before confirm tagged it ready, it would be pending again
         # and the lifecycle rule would reap it. Its result comes after its tagging.
-        self._objects.tag_ready(record.id)
+        self._objects.tag_ready(record.id, also=(GUARDDUTY_TAG, verdict.result))
         if verdict.result != GUARDDUTY_CLEAN:
             return self._scan_failed(record, f"GuardDuty: {verdict.result}", True, 1, engine)
         return self._clean(record, engine)

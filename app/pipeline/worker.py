@@ -31,7 +31,7 @@ from app.pipeline.confirmation import Confirmation, Superseded
 from app.pipeline.notifications import Uploaded, uploads_in
 from app.pipeline.render import Undecodable, render_bounded
 from app.pipeline.scanning import Scanner, ScannerUnavailable
-from app.pipeline.screening import Screening
+from app.pipeline.screening import Screening, kept_tag
 from app.storage import Storage
 from app.storage.objects import UploadedObject
 from app.storage.queue import UploadQueue
@@ -154,7 +154,7 @@ class Worker:
             return "nothing to make"  # a clean rescan of an image already made
         made, placeholder = self._variants(record, stored, names)
         # Before the image leaves the sweep's index: nothing would retag it afterwards.
-        self._objects.tag_ready(record.id)
+        self._objects.tag_ready(record.id, also=kept_tag(record))
         recorded = self._table.record_variants(
             record.id, {**record.variants, **made}, placeholder or record.placeholder
         )

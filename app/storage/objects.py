@@ -3,6 +3,7 @@
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -27,6 +28,9 @@ from app.storage.items import (
 )
 from app.storage.resources import PENDING_TAG, USERS_PREFIX
 from app.storage.signing import GetUrlSigner
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import TagTypeDef
 
 _CONTENT_RANGE = re.compile(r"^bytes \d+-\d+/(\d+)$")
 # A single-part object's ETag is the MD5 of its bytes; S3 sends none with the InvalidRange
@@ -171,17 +175,19 @@ class ImageObjects:
                 CacheControl=f"private, max-age={self._browser_cache_seconds}",
             )
 
-    def tag_ready(self, image_id: str) -> bool:
-        """Retag the object `state=ready`, out of the lifecycle rule's reach. Called only
-        once the record is ready (a refused confirm must leave it reapable); if this never
-        happens, the sweep does it. False if the object is gone (deleted meanwhile)."""
+    def tag_ready(self, image_id: str, also: tuple[str, str] | None = None) -> bool:
+        """Retag the object `state=ready`, out of the lifecycle rule's reach, keeping the
+        tag `also` (PutObjectTagging replaces the whole set). Called only once the record
+        is ready (a refused confirm must leave it reapable); if this never happens, the
+        sweep does it. False if the object is gone (deleted meanwhile)."""
         key, _ = PENDING_TAG
+        tags: list[TagTypeDef] = [{"Key": key, "Value": "ready"}]
+        if also is not None:
+            tags.append({"Key": also[0], "Value": also[1]})
         with aws_call():
             try:
                 self._clients.s3.put_object_tagging(
-                    Bucket=self._bucket,
-                    Key=object_key(image_id),
-                    Tagging={"TagSet": [{"Key": key, "Value": "ready"}]},
+                    Bucket=self._bucket, Key=object_key(image_id), Tagging={"TagSet": tags}
                 )
             except ClientError as exc:
                 if self._missing(image_id, exc):
