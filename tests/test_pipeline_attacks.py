@@ -308,10 +308,10 @@ def test_variants_written_as_a_delete_ran_are_removed_though_tagging_failed(
             deleted.append(True)
         real_put_variant(image_id, name, spec, data)
 
-    def tag_fails_after_delete(image_id: str) -> bool:
+    def tag_fails_after_delete(image_id: str, also: tuple[str, str] | None = None) -> bool:
         if deleted:
             raise Unavailable("Storage is busy, retry shortly (SlowDown)")
-        return real_tag(image_id)
+        return real_tag(image_id, also)
 
     monkeypatch.setattr(objects, "put_variant", deleted_then_put)
     monkeypatch.setattr(objects, "tag_ready", tag_fails_after_delete)
@@ -798,8 +798,8 @@ def test_delete_between_the_sweeps_retag_and_release_is_final(
     objects = app.state.services.storage.objects
     real_tag = objects.tag_ready
 
-    def tag_then_deleted(image_id: str) -> bool:
-        tagged = real_tag(image_id)
+    def tag_then_deleted(image_id: str, also: tuple[str, str] | None = None) -> bool:
+        tagged = real_tag(image_id, also)
         assert client.delete(f"/images/{image_id}", headers=alice).status_code == 204
         return tagged
 

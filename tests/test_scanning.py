@@ -245,7 +245,8 @@ def test_infected_bytes_an_s3_would_not_delete_conditionally_are_removed_by_the_
     left = (stores.has_object(image_id), stores.sweep_index())
     monkeypatch.undo()
 
-    clock.advance(scanning.state.services.settings.finish_grace_seconds + 1)
+    settings = scanning.state.services.settings
+    clock.advance(settings.upload_url_ttl_seconds + settings.finish_grace_seconds + 1)
     scanning.state.services.maintenance.sweep(None)
 
     assert left == (True, [image_id])

@@ -109,3 +109,12 @@ class Unavailable(ServiceError):
 def image_not_found() -> NotFound:
     # One message for "missing" and "someone else's": the two must be indistinguishable.
     return NotFound("Image not found")
+
+
+def image_infected(reason: str | None) -> Conflict:
+    # Whatever is asked of an infected image but a delete: never "PUT the bytes again".
+    return Conflict(
+        f"{reason or 'Malware found'}: the bytes were removed and are never served; "
+        "delete the image",
+        code=Code.INFECTED,
+    )

@@ -166,6 +166,7 @@ def _follow(image_id: str, *operations: str) -> dict[str, Any]:
             Code.INVALID_BODY,
             Code.IMAGE_DELETED,
             Code.UPLOAD_EXPIRED,
+            Code.INFECTED,
             Code.QUOTA_BYTES,
             Code.BODY_TOO_LARGE,
             Code.IDEMPOTENCY_KEY_REUSED,
@@ -206,6 +207,7 @@ async def create_image(
             *_EVERY,
             Code.INVALID_BODY,
             Code.IMAGE_DELETED,
+            Code.INFECTED,
             Code.TOO_LARGE,
             Code.QUOTA_BYTES,
             Code.BODY_TOO_LARGE,
@@ -251,7 +253,9 @@ async def upload_direct(
 @router.post(
     "/images/{image_id}/confirm",
     name="confirm",
-    responses=responses(*_EVERY, Code.NOT_FOUND, Code.NOT_UPLOADED, Code.INVALID_IMAGE),
+    responses=responses(
+        *_EVERY, Code.NOT_FOUND, Code.NOT_UPLOADED, Code.INFECTED, Code.INVALID_IMAGE
+    ),
 )
 async def confirm_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
     """Verify the uploaded bytes and make the image ready; safe to repeat."""

@@ -18,6 +18,7 @@ from app.domain.errors import (
     InvalidRequest,
     TooLarge,
     TooMany,
+    image_infected,
     image_not_found,
 )
 from app.domain.filenames import content_disposition, download_name
@@ -97,6 +98,7 @@ class ImageService:
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request), moment
         )
+        _refuse_infected(record)  # a replay must not hand out a way to PUT the malware back
         ttl = self._settings.upload_url_ttl_seconds
         if record.status in UNCONFIRMED and record.due_at is not None:
             # A replay must not sign a URL that outlives the upload's deadline: the sweep
@@ -131,6 +133,7 @@ class ImageService:
         record, replayed = self._register(
             user_id, request, idempotency_key, fingerprint(request, data), self._clock()
         )
+        _refuse_infected(record)  # its bytes were removed: a replay must not write them back
         if record.status != Status.READY:
             # Already there when a replay follows an attempt that stopped after the PUT.
             self._objects.put(record.id, data, record.content_type)
@@ -211,6 +214,8 @@ class ImageService:
 
     def confirm(self, user_id: str, image_id: str) -> Image:
         record = self._owned(user_id, image_id)
+        # Not "nothing uploaded": that would invite the client to PUT the malware again.
+        _refuse_infected(record)
         if record.status != Status.READY:
             upload = self._objects.read_prefix(image_id, self._settings.verify_prefix_bytes)
             if upload is None:
@@ -259,11 +264,7 @@ class ImageService:
             valid = ", ".join([ORIGINAL, *self._settings.variants])
             raise InvalidRequest(f"No variant {variant!r}: one of {valid}")
         record = self._owned(user_id, image_id)
-        if record.status == Status.INFECTED:
-            raise Conflict(
-                f"{record.reason}: the bytes were removed and are never served",
-                code=Code.INFECTED,
-            )
+        _refuse_infected(record)
         if record.status == Status.REJECTED:
             raise Conflict(f"The upload was refused: {record.reason}", code=Code.REJECTED)
         if record.status != Status.READY:
@@ -339,3 +340,8 @@ class ImageService:
 def _variants_item(record: ImageRecord) -> dict[str, Any]:
     """A record's variants as its item holds them (what JsonShape reads)."""
     return to_item(record).get("variants", {"M": {}})["M"]  # type: ignore[return-value]
+
+
+def _refuse_infected(record: ImageRecord) -> None:
+    if record.status == Status.INFECTED:
+        raise image_infected(record.reason)

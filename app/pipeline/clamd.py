@@ -10,6 +10,7 @@ never depends on a newline in a signature name.
 
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 # clamd reads INSTREAM in chunks; its StreamMaxLength bounds the whole stream.
@@ -45,10 +46,21 @@ def _connect(address: str, timeout: float) -> socket.socket:
     return connection
 
 
-def _reply(connection: socket.socket, address: str) -> str:
+def _within(connection: socket.socket, deadline: float, address: str) -> None:
+    """The next socket call may take what is left of the scan's time: a socket timeout
+    bounds each call, and a clamd that trickles keeps every call short but the whole
+    scan long (past the worker's own time limit, sized from this one)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ClamdUnavailable(f"clamd at {address} did not finish within its time")
+    connection.settimeout(left)
+
+
+def _reply(connection: socket.socket, address: str, deadline: float) -> str:
     received = bytearray()
     try:
         while not received.endswith(b"\0"):
+            _within(connection, deadline, address)
             chunk = connection.recv(4096)
             if not chunk:
                 break
@@ -62,34 +74,36 @@ def _reply(connection: socket.socket, address: str) -> str:
 
 def version(address: str, timeout: float) -> str:
     """The engine and its definitions, e.g. 'ClamAV 1.4.3/27470/Sun Nov 29 09:36:20 2026'."""
+    deadline = time.monotonic() + timeout
     with _connect(address, timeout) as connection:
         try:
             connection.sendall(b"zVERSION\0")
         except OSError as exc:
             raise ClamdUnavailable(f"clamd at {address}: {exc}") from exc
-        return _reply(connection, address)
+        return _reply(connection, address, deadline)
 
 
 def instream(address: str, data: bytes, timeout: float) -> Reply:
-    """Scan `data` as one stream."""
+    """Scan `data` as one stream, within `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
     with _connect(address, timeout) as connection:
         try:
             connection.sendall(b"zINSTREAM\0")
             view = memoryview(data)
             for start in range(0, len(data), _CHUNK):
                 chunk = view[start : start + _CHUNK]
-                connection.sendall(struct.pack(">I", len(chunk)))
-                connection.sendall(chunk)
+                _within(connection, deadline, address)
+                connection.sendall(struct.pack(">I", len(chunk)) + chunk)
             connection.sendall(struct.pack(">I", 0))
         except OSError as exc:
             # clamd closes the socket once a stream passes its StreamMaxLength: its answer
             # (if any) says so; a reset alone is a scanner gone away.
             try:
-                answer = _reply(connection, address)
+                answer = _reply(connection, address, deadline)
             except ClamdUnavailable:
                 raise ClamdUnavailable(f"clamd at {address}: {exc}") from exc
             return parse(answer)
-        return parse(_reply(connection, address))
+        return parse(_reply(connection, address, deadline))
 
 
 def parse(answer: str) -> Reply:

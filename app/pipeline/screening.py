@@ -135,17 +135,17 @@ class Screening:
             ScanStatus.INFECTED, signature=signature, engine=engine, scanned_at=self._now_text()
         )
         moment = int(now.timestamp())
-        # Told first: at least once (a redelivery tells again), never lost to a crash.
-        audit_infected(record, signature, engine, stored.etag)
-        if not self._table.mark_infected(
-            record, state, moment, due_at=moment + self._settings.finish_grace_seconds
-        ):
+        # In the sweep's index until no upload URL signed before this can still PUT bytes
+        # back under the key (replays sign none after): the sweep then removes every
+        # object of the image, whatever became of this worker or of the PUT's message.
+        due = moment + self._settings.upload_url_ttl_seconds + self._settings.finish_grace_seconds
+        if not self._table.mark_infected(record, state, moment, due_at=due):
             return "deleted meanwhile"
+        # Told once, by the delivery that marked it: duplicate deliveries (routine with
+        # S3 and SQS) would count one upload twice toward the alarm.
+        audit_infected(record, signature, engine, stored.etag)
         self._objects.delete_variants(record, record.id)
-        if self._objects.delete_original(record.id, stored.etag):
-            self._table.quarantined(record.id)
-        # Else (an S3 without conditional deletes, LocalStack): the record stays in the
-        # sweep's index, and the sweep removes every object of the infected image.
+        self._objects.delete_original(record.id, stored.etag)
         return f"infected: {signature}"
 
     def _apply_guardduty(

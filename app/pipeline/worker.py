@@ -103,9 +103,12 @@ class Worker:
             return self._remove_unwanted(upload, record)
         if self._done(record, upload):
             return "already done"  # a redelivered message
-        stored = self._objects.read(
-            record.id, self._settings.max_upload_bytes, self._settings.verify_prefix_bytes
-        )
+        # A confirmed image was checked against the limit of its day: one lowered since
+        # must not make its bytes unreadable (a rescan would fail a clean image for good).
+        limit = self._settings.max_upload_bytes
+        if record.status not in UNCONFIRMED:
+            limit = max(limit, record.size)
+        stored = self._objects.read(record.id, limit, self._settings.verify_prefix_bytes)
         if stored is None:
             return "no bytes"  # deleted meanwhile, or a refused upload already removed
         confirmed = self._confirmed(record, stored)

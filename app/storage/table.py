@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from app.config import Settings
-from app.domain.errors import image_not_found
+from app.domain.errors import image_infected, image_not_found
 from app.domain.records import (
     ImageRecord,
     ScanState,
@@ -326,6 +326,8 @@ class ImageTable:
                 winner = from_item(current)
                 if winner.status == Status.READY:
                     return winner
+                if winner.status == Status.INFECTED:
+                    raise image_infected(winner.reason) from refused
             raise image_not_found() from refused
         return replace(
             record,
