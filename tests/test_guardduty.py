@@ -204,3 +204,21 @@ def test_a_verdict_retags_the_original_ready_keeping_guardduty_s_tag(
         {"Key": "state", "Value": "ready"},
         {"Key": "GuardDutyMalwareScanStatus", "Value": result},
     ]
+
+
+def test_a_verdict_under_another_scanning_mode_marks_nothing_clean(
+    make_app: AppFactory,
+    alice: dict[str, str],
+    put_bytes: PutBytes,
+    stores: Stores,
+    tmp_path: Path,
+) -> None:
+    app = make_app(scan="clamav", clamd=f"unix://{tmp_path}/down.sock")
+    image_id = _uploaded(app, alice, put_bytes)
+
+    outcome = _verdict(app, stores, image_id, "NO_THREATS_FOUND")
+    image = TestClient(app).get(f"/images/{image_id}", headers=alice).json()
+
+    assert outcome == "GuardDuty's verdict ignored: scanning is clamav"
+    assert image["scan"]["status"] == "pending"
+    assert image["variants"]["thumb"]["url"] is None

@@ -58,6 +58,10 @@ class Screening:
         """The record once its bytes' verdict is known and recorded (or none is wanted),
         or what happened instead: infected and removed, failed, waiting for a verdict."""
         if upload.verdict is not None:
+            if self._settings.scan != "guardduty":
+                # Only the mode's own engine judges: a verdict that reaches the queue
+                # otherwise (a rule left from another mode) must not mark bytes clean.
+                return f"GuardDuty's verdict ignored: scanning is {self._settings.scan}"
             return self._apply_guardduty(record, stored, upload)
         if record.scan.status == ScanStatus.FAILED:
             return f"scan failed: {record.scan.reason}"
