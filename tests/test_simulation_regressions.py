@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.simulation.faults import Fault
 from tests.simulation.simulation import simulation
 
 
@@ -33,3 +34,22 @@ def test_put_racing_a_delete_is_removed_and_never_recorded_clean() -> None:
         sim.pause("delete", 0, "write", 3)
         sim.put(0, "infected")
         sim.quiesce()
+
+
+def test_infection_whose_finder_died_is_still_reported_by_its_redelivery() -> None:
+    """Found 2026-12 by the long run, a real defect: the worker marked the image infected
+    and its process died before the audit line; the redelivery found the record infected
+    and only removed the bytes, so the operator was never told."""
+    with simulation() as sim:
+        sim.create("alice", payload="infected")
+        sim.deliver(0, Fault("crash_after", "TransactWriteItems", 2))
+        sim.quiesce()
+
+
+def test_infection_whose_finder_died_is_still_reported_by_the_sweep() -> None:
+    """The same, with the message late (a backlog): the sweep meets the infected record
+    first, removes what is left, and tells the operator."""
+    with simulation() as sim:
+        sim.create("alice", payload="infected")
+        sim.deliver(0, Fault("crash_after", "TransactWriteItems", 2))
+        sim.quiesce(backlog=True)

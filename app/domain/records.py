@@ -57,7 +57,8 @@ SERVABLE_SCANS = (ScanStatus.CLEAN, ScanStatus.SKIPPED)
 @dataclass(frozen=True, slots=True)
 class ScanState:
     """An image's scan: its verdict, what found it (`engine`: the scanner and its
-    definitions) and when, and how many times the scanner failed on it."""
+    definitions) and when, and how many times the scanner failed on it; for malware,
+    whether the operator has been told."""
 
     status: ScanStatus = ScanStatus.SKIPPED
     signature: str | None = None
@@ -65,6 +66,7 @@ class ScanState:
     engine: str | None = None
     scanned_at: str | None = None
     attempts: int = 0
+    told: bool = False
 
 
 class VariantStatus(StrEnum):

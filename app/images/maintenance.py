@@ -25,7 +25,7 @@ from app.pipeline.confirmation import Confirmation, Superseded
 from app.pipeline.notifications import BACKFILL as BACKFILL_EVENT
 from app.pipeline.notifications import RESCAN as RESCAN_EVENT
 from app.pipeline.notifications import announcement
-from app.pipeline.screening import kept_tag
+from app.pipeline.screening import Screening, kept_tag
 from app.storage import Storage
 from app.storage.listing import SweepPosition
 from app.storage.resources import SWEEP_SHARDS
@@ -86,6 +86,8 @@ class Maintenance:
         self._settings = settings
         self._monotonic = monotonic
         self._sleep = sleep
+        # Only to tell the operator of malware: the sweep never scans.
+        self._screening = Screening(storage, settings, None, clock)
 
     def _now(self) -> int:
         return int(self.clock().timestamp())
@@ -135,7 +137,9 @@ class Maintenance:
         try:
             if record.status == Status.INFECTED:
                 # Found infected, then stopped before its objects were gone: the record
-                # is the check (nothing of an infected image may stay), so all of them go.
+                # is the check (nothing of an infected image may stay), so all of them go;
+                # and the operator is told, if the delivery that found it could not.
+                self._screening.tell(record)
                 self._storage.objects.delete(record)
                 self._storage.table.quarantined(record.id)
                 report.released += 1

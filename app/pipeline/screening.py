@@ -146,11 +146,22 @@ class Screening:
         if not self._table.mark_infected(record, state, moment, due_at=due):
             return "deleted meanwhile"
         # Told once, by the delivery that marked it: duplicate deliveries (routine with
-        # S3 and SQS) would count one upload twice toward the alarm.
+        # S3 and SQS) would count one upload twice toward the alarm. Should it stop before
+        # it says it told (its process dies, the answer is lost), whoever next finds the
+        # record infected tells (`tell`): at least once, never lost.
         audit_infected(record, signature, engine, stored.etag)
+        self._table.mark_told(record.id)
         self._objects.delete_variants(record, record.id)
         self._objects.delete_original(record.id, stored.etag)
         return f"infected: {signature}"
+
+    def tell(self, record: ImageRecord, etag: str = "") -> None:
+        """Tell the operator of an infected image, unless the delivery that marked it did."""
+        if record.scan.told:
+            return
+        scan = record.scan
+        audit_infected(record, scan.signature or "malware", scan.engine or "", etag)
+        self._table.mark_told(record.id)
 
     def _apply_guardduty(
         self, record: ImageRecord, stored: UploadedObject, upload: Uploaded

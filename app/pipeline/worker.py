@@ -145,6 +145,8 @@ class Worker:
         """No record will ever point at these bytes (a PUT that raced a delete): remove
         them, and only them (a conditional delete on the ETag S3 announced). With no
         record at all, variants too: one written as a delete ran would stay otherwise."""
+        if record is not None and record.status == Status.INFECTED:
+            self._screening.tell(record, upload.etag)
         self._objects.delete_original(upload.image_id, upload.etag)
         if record is not None:
             return "being deleted"

@@ -148,6 +148,8 @@ def scan_item(scan: ScanState) -> "AttributeValueTypeDef":
     for name in ("signature", "reason", "engine", "scanned_at"):
         if (text := getattr(scan, name)) is not None:
             fields[name] = {"S": text}
+    if scan.told:
+        fields["told"] = {"BOOL": True}
     return {"M": fields}
 
 
@@ -167,6 +169,7 @@ def _scan(value: dict[str, Any] | None) -> ScanState:
         v["S"] if (v := get("engine")) else None,
         v["S"] if (v := get("scanned_at")) else None,
         int(v["N"]) if (v := get("attempts")) else 0,
+        bool(v["BOOL"]) if (v := get("told")) else False,
     )
 
 

@@ -423,6 +423,23 @@ class ImageTable:
             return False
         return True
 
+    def mark_told(self, image_id: str) -> None:
+        """The operator has been told of this infected image's malware."""
+        unless_refused(
+            lambda: self._clients.dynamodb.update_item(
+                TableName=self._table,
+                Key=image_key(image_id),
+                UpdateExpression="SET #scan.told = :told",
+                ConditionExpression="#status = :infected",
+                ExpressionAttributeNames={**_STATUS, **_SCAN},
+                ExpressionAttributeValues={
+                    ":infected": {"S": Status.INFECTED},
+                    ":told": {"BOOL": True},
+                },
+            ),
+            CONDITION_FAILED,
+        )
+
     def quarantined(self, image_id: str) -> None:
         """An infected image's objects are gone: out of the sweep's index."""
         unless_refused(
