@@ -292,6 +292,18 @@ def deleted_image_is_not_found(upload: "Upload", answer: Any, error: BaseExcepti
         fail(deleted_image_is_not_found, f"{upload} was deleted (204); asked, {error!r}")
 
 
+def deleted_image_leaves_no_bytes(upload: "Upload", snapshot: Snapshot) -> None:
+    """A DELETE that answers 204 has removed the bytes the image had when its owner first
+    asked (a first attempt that failed halfway is finished by the retry, never left
+    with bytes and no record)."""
+    assert upload.at_delete is not None
+    etag, puts = upload.at_delete
+    stored = snapshot.objects.get(object_key(upload.id))
+    # Bytes PUT since (the upload URL may still live) are a new upload's, not these.
+    if etag is not None and stored is not None and stored.etag == etag and len(upload.puts) == puts:
+        fail(deleted_image_leaves_no_bytes, f"{upload} answered 204, its original is still there")
+
+
 def confirm_refusal_says_why(
     sim: "Simulation", upload: "Upload", error: BaseException | None, snapshot: Snapshot
 ) -> None:

@@ -181,10 +181,10 @@ class SimulationMachine(RuleBasedStateMachine):
         self.sim.put(image, payload)
 
     @precondition(lambda self: self.sim.uploads)
-    @rule(image=images, fault=faults)
+    @rule(image=images, fault=faults, reupload=st.one_of(st.none(), st.sampled_from(PAYLOADS)))
     @step
-    def confirm(self, image: int, fault: Fault | None) -> None:
-        self.sim.confirm(image, fault)
+    def confirm(self, image: int, fault: Fault | None, reupload: str | None) -> None:
+        self.sim.confirm(image, fault, reupload)
 
     @precondition(lambda self: self.sim.uploads)
     @rule(image=images)
@@ -284,17 +284,17 @@ class SimulationMachine(RuleBasedStateMachine):
         """Pauses weigh twice: interleavings are what no hand-written test covers."""
         self.sim.pause(operation, which, call, nth)
 
+    # One rule, not two: a paused operation then stays paused for about as many steps as
+    # there are rules, long enough for a second actor to act on its image.
     @precondition(lambda self: self.sim.paused is not None)
-    @rule()
+    @rule(kill=sometimes)
     @step
-    def resume(self) -> None:
-        self.sim.resume()
-
-    @precondition(lambda self: self.sim.paused is not None)
-    @rule()
-    @step
-    def kill_paused(self) -> None:
-        self.sim.kill_paused()
+    def finish_paused(self, kill: bool) -> None:
+        """The paused operation goes on to its end, or its process dies where it stopped."""
+        if kill:
+            self.sim.kill_paused()
+        else:
+            self.sim.resume()
 
     @precondition(lambda self: self.sim.steps - self.sim.quiet_at >= QUIET_EVERY)
     @rule(backlog=st.booleans())

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from app.domain.errors import InvalidImage
 from app.images.maintenance import SweepReport
 from app.images.models import CreateImageRequest, CreateImageResponse, Image, ListQuery
 from app.storage.items import PENDING_TAGGING, object_key
@@ -57,6 +58,9 @@ class Upload:
     puts: list[str] = field(default_factory=list)  # payloads S3 accepted, in order
     delete_asked: bool = False
     deleted: bool = False  # a DELETE answered 204
+    # When its owner first asked to delete it: the ETag of its original (if any), and
+    # how many PUTs S3 had accepted.
+    at_delete: tuple[str | None, int] | None = None
 
     def __str__(self) -> str:
         return f"#{self.number}"
@@ -224,10 +228,16 @@ class Simulation:
         )
         self.note(f"put {upload} {payload}: accepted, message m{message.number}")
 
-    def confirm(self, image: int, fault: Fault | None = None) -> None:
+    def confirm(self, image: int, fault: Fault | None = None, reupload: str | None = None) -> None:
+        """POST .../confirm. With `reupload`, a client told 422 does what the answer
+        invites: PUTs those bytes instead, and confirms again."""
         upload = self.upload(image)
         call, complete = self._confirm(upload)
-        complete(*self._run(call, fault))
+        answer, error = self._run(call, fault)
+        complete(answer, error)
+        if reupload is not None and isinstance(error, InvalidImage):
+            self._put(upload, reupload)
+            complete(*self._run(call, None))
 
     def _confirm(self, upload: Upload) -> tuple[Callable[[], Any], Callable[..., None]]:
         def complete(answer: Image | None, error: BaseException | None) -> None:
@@ -285,11 +295,15 @@ class Simulation:
 
     def _delete(self, upload: Upload) -> tuple[Callable[[], Any], Callable[..., None]]:
         upload.delete_asked = True
+        if upload.at_delete is None:
+            original = self.world.snapshot().objects.get(object_key(upload.id))
+            upload.at_delete = (original and original.etag, len(upload.puts))
 
         def complete(_: None, error: BaseException | None) -> None:
             self._client_error("delete", error)
             if error is None:
                 upload.deleted = True
+                invariants.deleted_image_leaves_no_bytes(upload, self.world.snapshot())
             self.note(f"delete {upload}: {'204' if error is None else repr(error)}")
 
         return lambda: self.world.images.delete(upload.user, upload.id), complete
