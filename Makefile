@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint pytest loadtest bench format clean
+.PHONY: run test lint pytest loadtest bench simulate simulate-mutants format clean
 
 # LocalStack needs Python >= 3.13 (it imports warnings.deprecated): the first one found
 # that runs (pyenv's shims exist for every version but only run the selected ones, so
@@ -85,6 +85,17 @@ loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto se
 
 bench: $(VENV)/.dev  ## every benchmark; writes docs/benchmarks.md and its plots
 	$(BIN)/python -m bench.run
+
+# The simulation's long run (docs/simulation.md): 1,100 histories of up to 100 steps, over
+# 100,000 steps, one process per core. SEED=n draws other histories.
+SEED ?= 1
+simulate: $(VENV)/.dev  ## the long simulation: every invariant after each of 100,000+ steps
+	$(BIN)/python -m tests.simulation --examples 1100 --steps 100 --jobs 2 --seed $(SEED)
+
+# Each known defect planted in a scratch copy, one at a time: the simulation must find
+# every one within make test's budget.
+simulate-mutants: $(VENV)/.dev  ## plant known defects; report which the simulation finds
+	$(BIN)/python -m bench.mutants
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format app tests bench
