@@ -2,8 +2,8 @@
 histories of clients, S3, the queue, the worker, the sweep, the scanner, faults and time
 over the real service graph, every invariant checked after every step. A failure names
 the broken invariant, the seed and the replay command, and Hypothesis prints the shrunk
-history as a list of steps (each one call of tests/simulation/simulation.py's API, which
-tests/test_simulation_regressions.py replays). `make simulate` is the long run."""
+history as a list of steps (each rule one call of tests/simulation/simulation.py's API,
+which tests/test_simulation_regressions.py replays). `make simulate` is the long run."""
 
 import logging
 from collections.abc import Iterator
@@ -22,9 +22,10 @@ def quiet_logs() -> Iterator[None]:
     logging.disable(logging.NOTSET)
 
 
-# The budget is steps, not seconds: about 45 s on an idle core, more on a busy machine;
-# the timeout only stops a run that hangs.
-@pytest.mark.timeout(300)
+# The budget is steps, not seconds: about 45 s on an idle core, more on a busy machine.
+# A failure then shrinks for up to five minutes (Hypothesis' own limit) before printing
+# its history: the timeout stops only a run that hangs.
+@pytest.mark.timeout(600)
 @pytest.mark.usefixtures("quiet_logs")
 def test_random_histories_keep_every_invariant() -> None:
     stats = run(BUDGET_EXAMPLES, BUDGET_STEPS, SEED)

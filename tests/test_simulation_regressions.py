@@ -53,3 +53,30 @@ def test_infection_whose_finder_died_is_still_reported_by_the_sweep() -> None:
         sim.create("alice", payload="infected")
         sim.deliver(0, Fault("crash_after", "TransactWriteItems", 2))
         sim.quiesce(backlog=True)
+
+
+def test_confirm_under_way_when_a_delete_answers_may_answer_as_before_it() -> None:
+    """Found 2026-12 by the long run, against the invariant: a confirm paused between
+    recording the refusal and deleting the refused bytes, a DELETE answering 204 meanwhile,
+    then the confirm answering 422 with the reason. The two overlapped, so the confirm may
+    be ordered first; only a request sent after the 204 must find nothing."""
+    with simulation() as sim:
+        sim.create("bob", payload="garbage")
+        sim.pause("confirm", 0, "write", 2)
+        sim.delete(0)
+        sim.resume()
+        sim.quiesce()
+
+
+def test_delivery_paused_while_its_duplicate_fails_twice_settles() -> None:
+    """Found 2026-12 by the long run, in the simulation itself: a delivery paused while a
+    duplicate of its message failed twice; the queue then settled the wrong copy (equal
+    fields) and lost track of the paused one."""
+    with simulation() as sim:
+        sim.create("alice", payload="good")
+        sim.duplicate(0)
+        sim.pause("deliver", 0, "GetItem", 1)
+        sim.deliver(0, Fault("unavailable", "GetItem", 1))
+        sim.deliver(0, Fault("unavailable", "GetItem", 1))
+        sim.resume()
+        sim.quiesce()

@@ -55,7 +55,9 @@ def s3_notification(bucket: str, image_id: str, etag: str, size: int) -> str:
     return json.dumps({"Records": [record]})
 
 
-@dataclass
+# Compared by identity: a duplicate has the same fields as its original, and the queue
+# must settle the very delivery that ends, not the first equal one.
+@dataclass(eq=False)
 class Message:
     number: int  # in the order S3 sent them (a duplicate keeps its original's)
     body: str

@@ -240,14 +240,19 @@ class Simulation:
             complete(*self._run(call, None))
 
     def _confirm(self, upload: Upload) -> tuple[Callable[[], Any], Callable[..., None]]:
+        # A confirm that was under way when a delete answered may be ordered before it:
+        # only one sent after the 204 must find nothing, and only one that no delete
+        # overlapped must show what the stores hold once it answers.
+        deleted_before, delete_asked_before = upload.deleted, upload.delete_asked
+
         def complete(answer: Image | None, error: BaseException | None) -> None:
             self._client_error("confirm", error)
             self.note(f"confirm {upload}: {answer.status if answer else repr(error)}")
             snapshot = self.world.snapshot()
             invariants.confirm_refusal_says_why(self, upload, error, snapshot)
-            if upload.deleted:
+            if deleted_before:
                 invariants.deleted_image_is_not_found(upload, answer, error)
-            if answer is not None:
+            if answer is not None and upload.delete_asked == delete_asked_before:
                 self.check_image_answer("confirm", upload.user, answer, snapshot)
 
         return lambda: self.world.images.confirm(upload.user, upload.id), complete
