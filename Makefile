@@ -83,8 +83,9 @@ pytest: $(VENV)/.dev
 loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto server
 	$(BIN)/python -m tests.load --seconds 35 --users 16
 
+# ONLY=warm,cdn measures those sections again and keeps the rest of docs/benchmarks.json.
 bench: $(VENV)/.dev  ## every benchmark; writes docs/benchmarks.md and its plots
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(ONLY),--only $(ONLY))
 
 # The simulation's long run (docs/simulation.md): 1,100 histories of up to 100 steps, over
 # 100,000 steps, one process per core. SEED=n draws other histories.

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,41 @@ GOALS = {
 }
 
 
-def measure(quick: bool) -> dict[str, Any]:
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    started = time.perf_counter()
-    results = {
-        "cold_start": coldstart.run(runs=1 if quick else 15),
-        "warm": warm.run(n=30 if quick else 2000),
-        "cdn": cdn.run(n=20 if quick else 1000),
-        "throughput": throughput.run(
+def sections(quick: bool) -> dict[str, Callable[[], Any]]:
+    """Each section's measurement, by the name its results are kept under."""
+    return {
+        "cold_start": lambda: coldstart.run(runs=1 if quick else 15),
+        "warm": lambda: warm.run(n=30 if quick else 2000),
+        "cdn": lambda: cdn.run(n=20 if quick else 1000),
+        "throughput": lambda: throughput.run(
             concurrency=4 if quick else 16, seconds=0.5 if quick else 5, rounds=1 if quick else 2
         ),
-        "scale": scale.run(
+        "scale": lambda: scale.run(
             sizes=(50, 150) if quick else (100, 1000, 10_000), pages=2 if quick else 3
         ),
-        "presign": presign.run(n=50 if quick else 2000),
-        "worker": worker.run(quick=quick),
-        "e2e": e2e.run(quick=quick),
-        "restart": restart.run(quick=quick),
-        "scan": scan.run(quick=quick),
+        "presign": lambda: presign.run(n=50 if quick else 2000),
+        "worker": lambda: worker.run(quick=quick),
+        "e2e": lambda: e2e.run(quick=quick),
+        "restart": lambda: restart.run(quick=quick),
+        "scan": lambda: scan.run(quick=quick),
     }
-    results["seconds"] = time.perf_counter() - started
+
+
+def measure(
+    quick: bool, only: list[str] | None = None, kept: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every section; or only those named, the others kept from an earlier run."""
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    started = time.perf_counter()
+    results = dict(kept or {})
+    for name, run in sections(quick).items():
+        if only is None or name in only:
+            results[name] = run()
+    seconds = time.perf_counter() - started
+    if only is None:
+        results["seconds"] = seconds
+    else:
+        results["remeasured"] = {"sections": only, "seconds": seconds}
     return results
 
 
@@ -148,6 +164,16 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def _remeasured(results: dict[str, Any]) -> str:
+    again = results.get("remeasured")
+    if not again:
+        return ""
+    return (
+        f" Sections measured again on their own (`make bench ONLY={','.join(again['sections'])}`, "
+        f"{again['seconds']:.0f} s); every other figure is from the whole run."
+    )
+
+
 def render(results: dict[str, Any], plots: list[str]) -> str:
     cold, hot, tput = results["cold_start"], results["warm"], results["throughput"]
     pre, foot = results["presign"], cold["footprint"]
@@ -157,7 +183,7 @@ def render(results: dict[str, Any], plots: list[str]) -> str:
         f"Written by `make bench` ({results['seconds']:.0f} s, {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}). Each figure is a ratio "
         "against a floor measured in the same run, or an exact count; absolute times are "
-        "context only (this machine is shared and noisy).",
+        "context only (this machine is shared and noisy)." + _remeasured(results),
         "",
         "## 1. Cold start",
         "",
@@ -559,10 +585,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="docs")
+    parser.add_argument(
+        "--only", help="comma-separated sections to measure again, the rest kept from --out"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = measure(args.quick)
+    only = args.only.split(",") if args.only else None
+    unknown = set(only or ()) - set(sections(args.quick))
+    if unknown:
+        parser.error(
+            f"no section {', '.join(sorted(unknown))}: one of {', '.join(sections(False))}"
+        )
+    kept = json.loads((out / "benchmarks.json").read_text()) if only else None
+    results = measure(args.quick, only, kept)
     plots = _plots(results, out)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "benchmarks.md").write_text(render(results, plots))

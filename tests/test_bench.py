@@ -3,6 +3,7 @@ working; the exact counts they report are asserted, the timings are not."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,27 @@ def test_bench_restart_brings_every_image_back(report: tuple[Path, dict[str, obj
     assert restarted["kept"]["with_thumbs"] == restarted["images"]
     assert restarted["floor"]["with_thumbs"] == 0
     assert restarted["recorder"]["requests"] > restarted["images"]
+
+
+def test_bench_only_measures_the_named_sections_again_and_keeps_the_rest(
+    report: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    out, results = report
+    for name in ("benchmarks.json", "benchmarks.md"):
+        shutil.copy(out / name, tmp_path / name)
+
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path), "--only", "presign"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+    again = json.loads((tmp_path / "benchmarks.json").read_text())
+
+    assert {name: again[name] for name in results if name != "presign"} == {
+        name: value for name, value in results.items() if name != "presign"
+    }
+    assert again["presign"] != results["presign"]
+    assert "`make bench ONLY=presign`" in (tmp_path / "benchmarks.md").read_text()
