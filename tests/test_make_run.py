@@ -60,10 +60,13 @@ def test_make_run_takes_a_tiff_from_create_to_its_thumb(make_run: MakeRun, order
             created["upload"]["url"], headers=created["upload"]["headers"], content=data
         )
         confirmed = client.post(f"/images/{image_id}/confirm", headers=headers).json()
+        # The session's make run may still be working through another test's 200 uploads.
         made = wait_for(
             lambda: client.get(f"/images/{image_id}", headers=headers).json(),
             lambda image: image["variants"]["thumb"]["status"] == "ready",
+            timeout=100,
         )
+        assert made["variants"]["thumb"]["status"] == "ready", made
         original = client.get(f"/images/{image_id}/download", headers=headers).json()
     thumb = Image.open(io.BytesIO(_fetch(made["variants"]["thumb"]["url"])))
     fetched = httpx.get(original["url"], timeout=30)
