@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint pytest loadtest bench simulate simulate-mutants format clean
+.PHONY: run test lint pytest pytest-serial pytest-parallel loadtest bench simulate simulate-mutants format clean
 
 # LocalStack needs Python >= 3.13 (it imports warnings.deprecated): the first one found
 # that runs (pyenv's shims exist for every version but only run the selected ones, so
@@ -32,8 +32,12 @@ $(VENV)/.dev: pyproject.toml
 run: $(VENV)/.local  ## serve on :8080 with the embedded AWS emulator
 	$(BIN)/python -m app serve $(ARGS)
 
-test: $(VENV)/.dev $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed \
-	$(SAM_TRANSLATOR)/.installed lint pytest  ## lint, type-check and run the whole suite
+# The tool venvs install side by side (mostly waiting on the package index), the tests
+# that need a process of their own running meanwhile; then lint and the rest.
+test:  ## lint, type-check and run the whole suite
+	$(MAKE) -j5 pytest-serial $(LOCALSTACK)/.installed $(CLIENT_GENERATOR)/.installed \
+		$(SAM_TRANSLATOR)/.installed $(CHECKOV)/.installed
+	$(MAKE) lint pytest-parallel
 
 # Installed once (about a minute), then reused: the stamp changes only with its pins.
 $(LOCALSTACK)/.installed: requirements/localstack.txt
@@ -76,8 +80,12 @@ lint: $(VENV)/.dev $(CHECKOV)/.installed
 
 # Two workers: a file whose tests share servers stays on one (tests/conftest.py groups
 # them), every other test goes to whichever worker is free; then what cannot be split.
-pytest: $(VENV)/.dev
+pytest: pytest-parallel pytest-serial
+
+pytest-parallel: $(VENV)/.dev
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not serial"
+
+pytest-serial: $(VENV)/.dev
 	$(BIN)/pytest -m serial
 
 loadtest: $(VENV)/.dev  ## 35 s of 16 concurrent users against uvicorn + moto server
