@@ -60,22 +60,21 @@ def image_of(key: str) -> str | None:
     return found.group(2)
 
 
-def _variant_object(image_path: str, name: str, fingerprint: str, format_: str) -> str:
-    """A variant's object, beside its image's original: its name, the definition it was
-    made to (a changed definition makes new objects, never served under an old URL), its
-    format."""
-    return f"{image_path}{name}-{fingerprint}.{format_}"
+def _variant_object(image_id: str, name: str, fingerprint: str, format_: str) -> str:
+    """A variant's object: its name, the definition it was made to (a changed definition
+    makes new objects, never served under an old URL), its format."""
+    return f"{_image_path(image_id)}{name}-{fingerprint}.{format_}"
 
 
 def variant_key(image_id: str, name: str, spec: VariantSpec) -> str:
-    return _variant_object(_image_path(image_id), name, spec.fingerprint, spec.format)
+    return _variant_object(image_id, name, spec.fingerprint, spec.format)
 
 
 def _made_key(image_id: str, name: str, state: VariantState) -> str | None:
     """Where a made variant's object is (its definition and format recorded with it)."""
     if state.spec is None or state.format is None:
         return None
-    return _variant_object(_image_path(image_id), name, state.spec, state.format)
+    return _variant_object(image_id, name, state.spec, state.format)
 
 
 def variant_keys(
@@ -261,8 +260,6 @@ class JsonShape:
         """Each configured variant; the key of its object only if it may be served (made,
         and the image scanned clean: one made before the verdict is never handed out)."""
         variants: dict[str, dict[str, Any]] = {}
-        # Checked once per image, not per variant: a page has dozens (docs/benchmarks.md).
-        path = _image_path(image_id) if servable else ""
         for name, content_type in self._configured:
             value = made.get(name)
             if value is None:
@@ -288,7 +285,7 @@ class JsonShape:
                 "height": int(v["N"]) if (v := get("height")) else None,
                 "bytes": int(v["N"]) if (v := get("bytes")) else None,
                 "reason": v["S"] if (v := get("reason")) else None,
-                "url": _variant_object(path, name, spec["S"], format_)
+                "url": _variant_object(image_id, name, spec["S"], format_)
                 if servable and status == "ready" and format_ and (spec := get("spec"))
                 else None,
             }
