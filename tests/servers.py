@@ -117,8 +117,7 @@ def make_run_server(
     configured, the embedded emulator in-process keeping its state in `data_dir`, a demo
     token printed. Stopped as Ctrl-C stops it (SIGTERM) unless the test kills it first."""
     port = free_port()
-    environment = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    environment |= {"IMAGES_PORT": str(port), "IMAGES_DATA_DIR": str(data_dir), **(env or {})}
+    environment = make_run_env(data_dir, port, env)
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "app", "serve", *args]
     with running(argv, environment, f"{base}/health", timeout=60) as server:
@@ -126,6 +125,27 @@ def make_run_server(
         match = re.search(r"export TOKEN=(\S+)", banner)
         assert match is not None, banner
         yield MakeRun(base, match.group(1), server)
+
+
+def make_run_env(data_dir: Path, port: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of `make run` on a fresh machine (no AWS configured), with `env`."""
+    environment = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
+    return environment | {"IMAGES_PORT": str(port), "IMAGES_DATA_DIR": str(data_dir), **(env or {})}
+
+
+def make_run_refused(
+    data_dir: Path, env: dict[str, str] | None = None
+) -> "subprocess.CompletedProcess[str]":
+    """`python -m app serve` started as `make run` starts it, where it is meant to refuse:
+    how it exited and what it said."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env=make_run_env(data_dir, free_port(), env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """`make run` as a newcomer meets it: `python -m app serve` with no AWS configured."""
 
 import io
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from app.http.auth import issue_token
 from app.local.server import free_port
 from tests.imagefiles import make_image, tiff
 from tests.load import upload_batch
-from tests.servers import BASE_ENV, MakeRun, make_run_server, running, wait_for
+from tests.servers import BASE_ENV, MakeRun, make_run_refused, make_run_server, running, wait_for
 
 pytestmark = pytest.mark.http
 
@@ -112,12 +111,7 @@ def test_serve_prints_no_token_for_a_real_secret(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.org"])  # noqa: S104
 def test_serve_refuses_the_development_secret_beyond_loopback(host: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env |= {"IMAGES_PORT": str(free_port()), "IMAGES_HOST": host, "IMAGES_DATA_DIR": str(tmp_path)}
-
-    argv = [sys.executable, "-m", "app", "serve"]
-
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = make_run_refused(tmp_path, {"IMAGES_HOST": host})
 
     assert result.returncode == 1
     assert "Refusing to serve on" in result.stderr
@@ -209,18 +203,8 @@ def test_make_run_fresh_starts_empty(tmp_path: Path) -> None:
 
 
 def test_a_second_make_run_on_the_same_data_refuses_to_start(tmp_path: Path) -> None:
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env |= {"IMAGES_PORT": str(free_port()), "IMAGES_DATA_DIR": str(tmp_path)}
-
     with make_run_server(tmp_path):
-        second = subprocess.run(
-            [sys.executable, "-m", "app", "serve"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = make_run_refused(tmp_path)
 
     assert second.returncode == 1
     assert "in use by another `make run`" in second.stderr
@@ -232,17 +216,7 @@ def test_make_run_on_data_of_an_earlier_key_layout_refuses_and_keeps_it(tmp_path
     kept = tmp_path / "objects" / "images" / "images%2F0123.bytes"
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"an earlier gallery's photo")
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env |= {"IMAGES_PORT": str(free_port()), "IMAGES_DATA_DIR": str(tmp_path)}
-
-    started = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = make_run_refused(tmp_path)
 
     assert started.returncode == 1
     assert "earlier key layout" in started.stderr

@@ -2,8 +2,6 @@
 no IMAGES_CLAMD, so `make run` starts a clamd of its own, on IMAGES_CLAMAV_DATABASE (the
 tests' own definitions: EICAR and a marker, tests/clamav.py)."""
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,11 +11,10 @@ import pytest
 
 from app.config import DEV_JWT_SECRET, Settings
 from app.http.auth import issue_token
-from app.local.server import free_port
 from tests.clamav import EICAR, SIGNATURES, clamd_missing, write_database
 from tests.imagefiles import make_image
 from tests.load import upload_batch
-from tests.servers import BASE_ENV, MakeRun, make_run_server, wait_for
+from tests.servers import MakeRun, make_run_refused, make_run_server, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -126,21 +123,8 @@ def test_75_uploads_at_once_are_all_scanned_and_none_times_out(scanning_run: Mak
 
 
 def test_make_run_with_clamav_but_no_definitions_refuses_to_start(tmp_path: Path) -> None:
-    env = {k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")}
-    env |= {
-        "IMAGES_PORT": str(free_port()),
-        "IMAGES_DATA_DIR": str(tmp_path / "data"),
-        "IMAGES_SCAN": "clamav",
-        "IMAGES_CLAMAV_DATABASE": str(tmp_path),
-    }
-
-    started = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    started = make_run_refused(
+        tmp_path / "data", {"IMAGES_SCAN": "clamav", "IMAGES_CLAMAV_DATABASE": str(tmp_path)}
     )
 
     assert started.returncode == 1

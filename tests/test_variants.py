@@ -4,8 +4,6 @@ from the backfill; a bad definition stops the service, naming the field."""
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from app.domain.variants import DEFAULT_VARIANTS, VariantSpec
 from app.storage.items import variant_key
 from tests.conftest import SECRET, AppFactory, PutBytes, deliver, new_image, refusal
 from tests.imagefiles import make_image
-from tests.servers import BASE_ENV
+from tests.servers import make_run_refused
 from tests.stores import Stores
 
 SQUARE = {"width": 256, "height": 256, "fit": "cover"}
@@ -212,20 +210,7 @@ def test_a_variant_removed_from_the_set_goes_with_its_image(
 
 def test_a_bad_variant_definition_stops_the_service_naming_the_field(tmp_path: Path) -> None:
     bad = {**WITH_SQUARE, "square": {**SQUARE, "fit": "squash"}}
-    env = {
-        **{k: v for k, v in BASE_ENV.items() if not k.startswith("AWS_")},
-        "IMAGES_VARIANTS": json.dumps(bad),
-        "IMAGES_DATA_DIR": str(tmp_path),
-    }
-
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = make_run_refused(tmp_path, {"IMAGES_VARIANTS": json.dumps(bad)})
 
     assert result.returncode == 1
     assert "variants.square.fit" in result.stderr
