@@ -112,12 +112,10 @@ def test_original_through_the_distribution_is_the_upload_under_its_verified_type
     assert fetched.headers["content-disposition"].startswith("attachment")
 
 
-def test_gallery_reads_thumbs_through_signed_cookies(cdn_run: CdnRun, page: "Page") -> None:
+def _thumb_in_the_gallery(cdn_run: CdnRun, token: str, page: "Page") -> tuple[int, str]:
+    """Signed in to the gallery with its one image: the thumb's width once loaded (320:
+    it arrived), and where it was loaded from."""
     from playwright.sync_api import expect  # noqa: PLC0415 - with the browser only
-
-    user = "cdn-gallery"
-    _made(cdn_run.run, user, make_image("image/png", 600, 400, color="navy"))
-    token = _headers(user)["Authorization"].split()[1]
 
     page.goto(cdn_run.run.url + "/")
     page.fill("#token", token)
@@ -127,7 +125,16 @@ def test_gallery_reads_thumbs_through_signed_cookies(cdn_run: CdnRun, page: "Pag
         lambda: page.evaluate("document.querySelector('#grid img').naturalWidth"),
         lambda natural: natural == 320,
     )
-    source = page.evaluate("document.querySelector('#grid img').src")
+    return width, page.evaluate("document.querySelector('#grid img').src")
+
+
+def test_gallery_reads_thumbs_through_signed_cookies(cdn_run: CdnRun, page: "Page") -> None:
+
+    user = "cdn-gallery"
+    _made(cdn_run.run, user, make_image("image/png", 600, 400, color="navy"))
+    token = _headers(user)["Authorization"].split()[1]
+
+    width, source = _thumb_in_the_gallery(cdn_run, token, page)
 
     assert width == 320
     assert source.startswith(cdn_run.distribution.url + "/u/")
@@ -138,22 +145,13 @@ def test_gallery_reads_thumbs_through_signed_cookies(cdn_run: CdnRun, page: "Pag
 def test_gallery_falls_back_to_signed_urls_when_cookies_do_not_reach_the_cdn(
     cdn_run: CdnRun, page: "Page"
 ) -> None:
-    from playwright.sync_api import expect  # noqa: PLC0415 - with the browser only
 
     user = "cdn-no-cookies"
     _made(cdn_run.run, user, make_image("image/png", 500, 400, color="olive"))
     token = _headers(user)["Authorization"].split()[1]
     cdn_run.distribution.cookies_arrive = False
     try:
-        page.goto(cdn_run.run.url + "/")
-        page.fill("#token", token)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        expect(page.locator("#grid img")).to_have_count(1)
-        width = wait_for(
-            lambda: page.evaluate("document.querySelector('#grid img').naturalWidth"),
-            lambda natural: natural == 320,
-        )
-        source = page.evaluate("document.querySelector('#grid img').src")
+        width, source = _thumb_in_the_gallery(cdn_run, token, page)
     finally:
         cdn_run.distribution.cookies_arrive = True
 
