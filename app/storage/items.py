@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from app.domain.owners import owner_of
@@ -38,6 +39,9 @@ def owner_path(owner: str) -> str:
     return f"{USERS_PREFIX}{owner}/"
 
 
+# Remembered: a page of variants names each image's prefix on every request, and
+# checking the id measured as a third of a variant's JSON (docs/benchmarks.md).
+@lru_cache(maxsize=4096)
 def _image_path(image_id: str) -> str:
     owner = owner_of(image_id)
     if owner is None:
@@ -60,21 +64,21 @@ def image_of(key: str) -> str | None:
     return found.group(2)
 
 
-def _variant_object(image_id: str, name: str, fingerprint: str, format_: str) -> str:
+def _variant_object(image_path: str, name: str, fingerprint: str, format_: str) -> str:
     """A variant's object: its name, the definition it was made to (a changed definition
     makes new objects, never served under an old URL), its format."""
-    return f"{_image_path(image_id)}{name}-{fingerprint}.{format_}"
+    return f"{image_path}{name}-{fingerprint}.{format_}"
 
 
 def variant_key(image_id: str, name: str, spec: VariantSpec) -> str:
-    return _variant_object(image_id, name, spec.fingerprint, spec.format)
+    return _variant_object(_image_path(image_id), name, spec.fingerprint, spec.format)
 
 
 def _made_key(image_id: str, name: str, state: VariantState) -> str | None:
     """Where a made variant's object is (its definition and format recorded with it)."""
     if state.spec is None or state.format is None:
         return None
-    return _variant_object(image_id, name, state.spec, state.format)
+    return _variant_object(_image_path(image_id), name, state.spec, state.format)
 
 
 def variant_keys(
@@ -243,6 +247,8 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
 
 
 _SERVABLE = {status.value for status in SERVABLE_SCANS}
+_NO_FIELDS: dict[str, Any] = {}
+_NO_SCAN = _NO_FIELDS.get  # what a record without a scan reads
 _UNRECORDED_SCAN = {status.value: "pending" for status in Status} | {Status.READY.value: "skipped"}
 
 
@@ -260,6 +266,7 @@ class JsonShape:
         """Each configured variant; the key of its object only if it may be served (made,
         and the image scanned clean: one made before the verdict is never handed out)."""
         variants: dict[str, dict[str, Any]] = {}
+        path = None
         for name, content_type in self._configured:
             value = made.get(name)
             if value is None:
@@ -278,6 +285,11 @@ class JsonShape:
             # A variant made to an earlier definition serves (its own object, in its own
             # format) until the worker has made it again.
             format_ = v["S"] if (v := get("format")) else None
+            url = None
+            if servable and status == "ready" and format_ and (spec := get("spec")):
+                url = _variant_object(
+                    path or (path := _image_path(image_id)), name, spec["S"], format_
+                )
             variants[name] = {
                 "status": status,
                 "content_type": OUTPUT_TYPES[format_] if format_ else content_type,
@@ -285,9 +297,7 @@ class JsonShape:
                 "height": int(v["N"]) if (v := get("height")) else None,
                 "bytes": int(v["N"]) if (v := get("bytes")) else None,
                 "reason": v["S"] if (v := get("reason")) else None,
-                "url": _variant_object(image_id, name, spec["S"], format_)
-                if servable and status == "ready" and format_ and (spec := get("spec"))
-                else None,
+                "url": url,
             }
         return variants
 
@@ -298,8 +308,7 @@ class JsonShape:
         get = item.get
         image_id = item["image_id"]["S"]
         status = item["status"]["S"]
-        scan = get("scan")
-        scan_get = scan["M"].get if scan else {}.get
+        scan_get = scan["M"].get if (scan := get("scan")) else _NO_SCAN
         # None recorded: confirmed with scanning off (skipped), or not confirmed yet.
         scan_status = v["S"] if (v := scan_get("status")) else _UNRECORDED_SCAN[status]
         servable = status == "ready" and scan_status in _SERVABLE
@@ -312,7 +321,8 @@ class JsonShape:
             "reason": v["S"] if (v := get("reason")) else None,
             "title": v["S"] if (v := get("title")) else None,
             "description": v["S"] if (v := get("description")) else None,
-            "tags": [tag["S"] for tag in v["L"]] if (v := get("tags")) else [],
+            # Most images have no tags, and a comprehension costs a call even when empty.
+            "tags": [tag["S"] for tag in tags] if (v := get("tags")) and (tags := v["L"]) else [],
             "created_at": item["created_at"]["S"],
             "uploaded_at": v["S"] if (v := get("uploaded_at")) else None,
             "width": int(v["N"]) if (v := get("width")) else None,
