@@ -3,11 +3,11 @@
 Routes are `async` and hand only the blocking service call (boto3) to the threadpool:
 a plain `def` route costs a second thread hop, FastAPI validating its response there
 too, which measured as most of the service's per-request overhead (docs/benchmarks.md).
-Under Lambda even that hop goes: see `_blocking`.
+Under Lambda even that hop goes: see `_images`.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Annotated, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 import orjson
 from fastapi import (
@@ -43,34 +43,47 @@ from app.images.models import (
 )
 from app.images.service import ORIGINAL, ImageService
 
-
-# async: FastAPI runs a plain `def` dependency in its threadpool, one thread hop each.
-async def _service(request: Request) -> ImageService:
-    service: ImageService = request.app.state.services.images
-    return service
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class Blocking(Protocol):
-    async def __call__(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    async def __call__(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
 
-async def _inline(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+async def _inline(call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     return call(*args, **kwargs)
 
 
-async def _blocking(request: Request) -> Blocking:
-    """How to run the blocking service call. Under Lambda (Mangum puts the event in the
-    scope) an environment serves one request at a time, so nothing could use the event
-    loop meanwhile; and anyio starts a new worker thread for every invocation there (its
-    threads end with their root task), which measured as most of a warm request's cost.
-    Under uvicorn, the threadpool keeps the loop serving other requests."""
+class ServiceCalls:
+    """The image service, each blocking call run the way this server must: `await
+    images(ImageService.get, user, image_id)`. One dependency rather than the service
+    and the runner apart: each dependency costs FastAPI about 9 us a request."""
+
+    __slots__ = ("_run", "service")
+
+    def __init__(self, service: ImageService, run: Blocking) -> None:
+        self.service = service
+        self._run = run
+
+    async def __call__(
+        self, method: Callable[Concatenate[ImageService, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        return await self._run(method, self.service, *args, **kwargs)
+
+
+# async: FastAPI runs a plain `def` dependency in its threadpool, one thread hop each.
+async def _images(request: Request) -> ServiceCalls:
+    """Under Lambda (Mangum puts the event in the scope) an environment serves one request
+    at a time, so nothing could use the event loop meanwhile; and anyio starts a new
+    worker thread for every invocation there (its threads end with their root task),
+    which measured as most of a warm request's cost: calls run inline. Under uvicorn,
+    the threadpool keeps the loop serving other requests."""
+    service: ImageService = request.app.state.services.images
     if "aws.event" in request.scope:
-        return _inline
-    return run_in_threadpool  # type: ignore[return-value] # Starlette's signature is the same
+        return ServiceCalls(service, _inline)
+    # Starlette's signature is Blocking's; mypy cannot match a generic callable to it.
+    return ServiceCalls(service, run_in_threadpool)  # type: ignore[arg-type]
 
 
 FORMAT_LABELS = ", ".join(format_.label for format_ in FORMATS)
@@ -118,8 +131,7 @@ LIST_PARAMETERS = [
 ]
 
 
-Service = Annotated[ImageService, Depends(_service)]
-Run = Annotated[Blocking, Depends(_blocking)]
+Images = Annotated[ServiceCalls, Depends(_images)]
 PathId = Annotated[ImageId, Path(description="Image id as returned by POST /images")]
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
@@ -179,16 +191,15 @@ async def create_image(
     *,
     body: CreateImageRequest,
     user: UserId,
-    service: Service,
-    run: Run,
+    images: Images,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> CreateImageResponse:
     """Register an image and get a presigned PUT URL to upload its bytes to."""
-    limit = service.settings.largest_upload
+    limit = images.service.settings.largest_upload
     if body.size > limit:  # the schema's maximum: a field out of range, like any other
         raise _field_error(("body", "size"), f"Input should be less than or equal to {limit}")
-    created, replayed = await run(service.create, user, body, idempotency_key)
+    created, replayed = await images(ImageService.create, user, body, idempotency_key)
     if replayed:
         response.headers[REPLAYED] = "true"
     return created
@@ -222,8 +233,7 @@ async def upload_direct(
     *,
     file: Annotated[UploadFile, File(description=f"One of: {FORMAT_LABELS}")],
     user: UserId,
-    service: Service,
-    run: Run,
+    images: Images,
     title: Annotated[str | None, Form()] = None,
     description: Annotated[str | None, Form()] = None,
     tags: Annotated[list[str] | None, Form(description="Repeat the field per tag")] = None,
@@ -244,7 +254,9 @@ async def upload_direct(
     except ValidationError as exc:
         # Same 422 shape as a bad JSON body: the form is the body here.
         raise _located(exc, "body") from exc
-    image, replayed = await run(service.upload_direct, user, declared, data, idempotency_key)
+    image, replayed = await images(
+        ImageService.upload_direct, user, declared, data, idempotency_key
+    )
     if replayed:
         response.headers[REPLAYED] = "true"
     return image
@@ -257,15 +269,15 @@ async def upload_direct(
         *_EVERY, Code.NOT_FOUND, Code.NOT_UPLOADED, Code.INFECTED, Code.INVALID_IMAGE
     ),
 )
-async def confirm_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
+async def confirm_image(image_id: PathId, user: UserId, images: Images) -> Image:
     """Verify the uploaded bytes and make the image ready; safe to repeat."""
-    return await run(service.confirm, user, image_id)
+    return await images(ImageService.confirm, user, image_id)
 
 
 @router.get("/images/{image_id}", name="get", responses=responses(*_EVERY, Code.NOT_FOUND))
-async def get_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Image:
+async def get_image(image_id: PathId, user: UserId, images: Images) -> Image:
     """Return one image's metadata."""
-    return await run(service.get, user, image_id)
+    return await images(ImageService.get, user, image_id)
 
 
 @router.get(
@@ -290,8 +302,7 @@ async def download_image(
     *,
     image_id: PathId,
     user: UserId,
-    service: Service,
-    run: Run,
+    images: Images,
     variant: Annotated[
         str,
         Query(
@@ -302,7 +313,7 @@ async def download_image(
     redirect: Annotated[bool, Query(description="Answer 307 to the URL instead of JSON")] = False,
 ) -> DownloadLink | RedirectResponse:
     """Return a short-lived presigned GET URL for the image's bytes or one of its variants."""
-    link = await run(service.download, user, image_id, variant)
+    link = await images(ImageService.download, user, image_id, variant)
     if redirect:
         return RedirectResponse(link.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     return link
@@ -316,10 +327,10 @@ async def download_image(
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
 async def list_images(
-    query: Annotated[ListQuery, Depends(_list_query)], user: UserId, service: Service, run: Run
+    query: Annotated[ListQuery, Depends(_list_query)], user: UserId, images: Images
 ) -> Response:
     """List your images, newest first, one page at a time (follow `next_cursor`)."""
-    page = await run(service.list, user, query)
+    page = await images(ImageService.list, user, query)
     # Serialized as built, by orjson: validating a page again measured as most of its
     # cost, and pydantic_core's to_json takes four times orjson's time on a page.
     return Response(orjson.dumps(page), media_type="application/json")
@@ -331,9 +342,9 @@ async def list_images(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(*_EVERY),
 )
-async def delete_image(image_id: PathId, user: UserId, service: Service, run: Run) -> Response:
+async def delete_image(image_id: PathId, user: UserId, images: Images) -> Response:
     """Delete an image's bytes and record; 204 whether or not it existed."""
-    await run(service.delete, user, image_id)
+    await images(ImageService.delete, user, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -343,9 +354,9 @@ async def delete_image(image_id: PathId, user: UserId, service: Service, run: Ru
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(*_EVERY, Code.CDN_COOKIES_OFF),
 )
-async def cdn_cookies(user: UserId, service: Service, run: Run) -> Response:
+async def cdn_cookies(user: UserId, images: Images) -> Response:
     """Set CloudFront signed cookies that let this browser read your images, and only yours."""
-    signed = await run(service.cdn_cookies, user)
+    signed = await images(ImageService.cdn_cookies, user)
     answer = Response(status_code=status.HTTP_204_NO_CONTENT)
     for name, value in signed.values.items():
         answer.set_cookie(
@@ -353,7 +364,7 @@ async def cdn_cookies(user: UserId, service: Service, run: Run) -> Response:
             value,
             max_age=signed.max_age,
             path=signed.path,
-            domain=service.settings.cdn_cookie_domain,
+            domain=images.service.settings.cdn_cookie_domain,
             secure=True,
             httponly=True,
             samesite="lax",
