@@ -197,6 +197,7 @@ def _run(mutant: Mutant, sources: list[Path], args: argparse.Namespace) -> dict[
         "steps": first[0] if first else outcome["steps"],
         "seconds": round(first[1], 1) if first else round(seconds, 1),
         "broken": first[2] if first else None,
+        "found_by": first[3] if first else None,
         "run_seconds": round(seconds, 1),
         "failure": outcome.get("failure", "").splitlines()[0] if outcome["found"] else None,
         "shrunk": finished.stderr[-8000:] if args.shrink and outcome["found"] else None,
@@ -205,15 +206,15 @@ def _run(mutant: Mutant, sources: list[Path], args: argparse.Namespace) -> dict[
 
 def _markdown(results: list[dict[str, object]]) -> str:
     lines = [
-        "| defect | origin | found | steps | seconds | broken invariant |",
-        "|---|---|---|---|---|---|",
+        "| defect | origin | found | by | steps | seconds | broken invariant |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in results:
         broken = str(result["broken"] or "").split(":")[0]
         lines.append(
             f"| {result['defect']} (`{result['mutant']}`) | {result['origin']} | "
-            f"{'yes' if result['found'] else '**no**'} | {result['steps']} | "
-            f"{result['seconds']} | {f'`{broken}`' if broken else '-'} |"
+            f"{'yes' if result['found'] else '**no**'} | {result['found_by'] or '-'} | "
+            f"{result['steps']:,} | {result['seconds']} | {f'`{broken}`' if broken else '-'} |"
         )
     return "\n".join(lines)
 

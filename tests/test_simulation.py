@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.simulation import faultpoints
 from tests.simulation.machine import BUDGET_EXAMPLES, BUDGET_STEPS, SEED, run
+from tests.simulation.stats import Stats
 
 
 @pytest.fixture
@@ -35,3 +37,19 @@ def test_random_histories_keep_every_invariant() -> None:
     # each on average): a precondition that starved the rules, or histories ending
     # early, would make the budget test far less than it claims.
     assert stats.steps >= BUDGET_EXAMPLES * BUDGET_STEPS * 0.7
+
+
+# The systematic half: every single fault at every AWS call of each common story
+# (tests/simulation/faultpoints.py). A test of its own, so the two halves share the
+# suite's workers.
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("quiet_logs")
+def test_every_single_fault_keeps_every_invariant() -> None:
+    stats = Stats()
+    ran = faultpoints.run(stats)
+
+    # Every story's faulted operation makes at least one write, which fails five ways:
+    # a story that stopped reaching its operation would have none.
+    assert set(ran) == set(faultpoints.STORIES)
+    assert min(ran.values()) >= 5
+    assert stats.steps >= ran.total() * 3

@@ -1,7 +1,8 @@
 """`python -m tests.simulation`: run the simulation outside pytest (`make simulate`, and
 the mutant script in its copies of the repository).
 
-    python -m tests.simulation                      # make test's budget, its seed
+    python -m tests.simulation                      # make test's budget: every fault
+                                                    # point, then random histories
     python -m tests.simulation --examples 1000 --steps 100 --jobs 2
     python -m tests.simulation --seed 7 --report out.json --no-shrink
 """
@@ -34,7 +35,13 @@ def _one(args: argparse.Namespace) -> int:
     began = time.monotonic()
     outcome: dict[str, object] = {"seed": args.seed, "examples": args.examples}
     try:
-        stats = run(args.examples, args.steps, args.seed, shrink=not args.no_shrink)
+        stats = run(
+            args.examples,
+            args.steps,
+            args.seed,
+            shrink=not args.no_shrink,
+            fault_points=not args.no_fault_points,
+        )
         outcome.update(found=False)
     except Exception as exc:
         from tests.simulation import machine  # noqa: PLC0415
@@ -78,7 +85,9 @@ def _jobs(args: argparse.Namespace) -> int:
                 "--report",
                 str(report),
             ]
-            + (["--no-shrink"] if args.no_shrink else []),
+            + (["--no-shrink"] if args.no_shrink else [])
+            # The fault points are the same in every process: the first runs them.
+            + (["--no-fault-points"] if args.no_fault_points or n else []),
         )
         for n, report in enumerate(reports)
     ]
@@ -106,6 +115,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--report", help="write the outcome as JSON here (and exit 0)")
     parser.add_argument("--no-shrink", action="store_true")
+    parser.add_argument(
+        "--no-fault-points", action="store_true", help="random histories only (faultpoints.py)"
+    )
     args = parser.parse_args()
     for name in (
         "AWS_PROFILE",

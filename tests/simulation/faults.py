@@ -129,14 +129,21 @@ class Injector:
         self._tokens: dict[str, tuple[str, float, Any]] = {}
         self.claims: list[Claim] = []
         self._pause: _Pause | None = None
+        # The calls the operation armed last made, in order (tests/simulation/faultpoints.py
+        # names each one as a fault point).
+        self.made: list[str] = []
+        self._armed = False
 
     # --- Faults on the operation the simulation runs now -----------------------------
 
     def arm(self, fault: Fault | None) -> None:
         self._plan, self._calls = fault, 0
+        self.made = []
+        self._armed = True
 
     def disarm(self) -> Fault | None:
         plan, self._plan = self._plan, None
+        self._armed = False
         return plan
 
     def install(self, client: Any) -> None:
@@ -154,11 +161,14 @@ class Injector:
                 pause.calls += 1
                 if pause.calls == pause.nth:
                     self._wait_here(pause)
-        elif self._plan is not None and names(self._plan.call, operation):
-            self._calls += 1
-            if self._calls == self._plan.nth:
-                fault, self._plan = self._plan, None
-                return self._fire(fault, real, operation, params)
+        else:
+            if self._armed:
+                self.made.append(operation)
+            if self._plan is not None and names(self._plan.call, operation):
+                self._calls += 1
+                if self._calls == self._plan.nth:
+                    fault, self._plan = self._plan, None
+                    return self._fire(fault, real, operation, params)
         return self._send(real, operation, params)
 
     def _fire(

@@ -6,9 +6,7 @@ test. `run()` is the one entry: the budgeted run in `make test`, `make simulate`
 run and the mutant script all go through it."""
 
 import functools
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
@@ -22,6 +20,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.simulation import faultpoints
 from tests.simulation.faults import CALLS, MODES, WRITE, Fault
 from tests.simulation.queue import POISON
 from tests.simulation.scanner import STATES
@@ -35,6 +34,7 @@ from tests.simulation.simulation import (
     Simulation,
     fresh,
 )
+from tests.simulation.stats import STATS, Stats
 from tests.simulation.world import PAYLOADS, USERS, Deployments, deployment
 
 # `make test`'s budget: the same seed every run; every planted defect must be found
@@ -44,27 +44,6 @@ BUDGET_EXAMPLES = 60
 BUDGET_STEPS = 100
 
 
-@dataclass
-class Stats:
-    """What a run did: steps and examples, and when it first found something."""
-
-    steps: int = 0
-    examples: int = 0
-    started: float = field(default_factory=time.monotonic)
-    first_failure: tuple[int, float, str] | None = None  # steps, seconds, what
-
-    def restart(self) -> None:
-        self.steps = self.examples = 0
-        self.started = time.monotonic()
-        self.first_failure = None
-
-    def failed(self, exc: BaseException) -> None:
-        if self.first_failure is None:
-            first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            self.first_failure = (self.steps, time.monotonic() - self.started, first_line)
-
-
-STATS = Stats()
 _DEPLOYMENTS: list[Deployments] = []
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -317,11 +296,17 @@ def run(
     seed_value: int = SEED,
     shrink: bool = True,
     verbose: bool = False,
+    fault_points: bool = False,
 ) -> Stats:
     """Run the simulation: `examples` histories of up to `steps` steps each, drawn from
-    `seed_value`. Raises on the first broken invariant, after printing its seed and
-    (shrunk, unless `shrink` is False) history."""
+    `seed_value` (with `fault_points`, after every fault point of faultpoints.py).
+    Raises on the first broken invariant, after printing its seed and (shrunk, unless
+    `shrink` is False) history."""
     STATS.restart()
+    if fault_points:
+        STATS.half = "fault points"
+        faultpoints.run(STATS)
+        STATS.half = "random histories"
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
     configured = settings(
         max_examples=examples,
