@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 SECRET = "test-secret-" + "0123456789abcdef" * 4
 
 
+# tryfirst: xdist's worker reads the groups in its own hook of this name, which otherwise
+# runs first and finds none (every file's servers then started on both workers: the
+# quick bench, 49 s, twice). And pytest stays below 9 (pyproject.toml): xdist 3.8 groups
+# by rewriting `item._nodeid`, which pytest 9 no longer reads.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`: a file whose tests share servers, a browser or a report
     (the http marker) stays on one worker, where they start once; every other test goes
