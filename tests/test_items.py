@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 
 from app.config import Settings
 from app.domain.formats import CONTENT_TYPES
+from app.domain.owners import new_image_id, owner_of
 from app.domain.records import Status, VariantStatus
 from app.domain.variants import OUTPUT_TYPES
 from app.images.models import Image
-from app.storage.items import JsonShape, from_item, to_item
+from app.storage.items import JsonShape, from_item, image_of, object_key, to_item
 from app.storage.resources import DUE_ATTRIBUTE
 
 text = st.text(min_size=1, max_size=20)
@@ -96,3 +97,17 @@ def test_an_items_json_is_an_image_as_published(stored: dict[str, Any]) -> None:
 
     assert Image.model_validate(built).model_dump(mode="json") == built
     assert list(built["variants"]) == ["thumb", "preview"]  # configured ones only
+
+
+def test_owner_of_an_id_with_a_trailing_newline_is_none() -> None:
+    image_id = new_image_id("a" * 20)
+
+    assert owner_of(image_id) == "a" * 20
+    assert owner_of(image_id + "\n") is None
+
+
+def test_image_of_a_key_with_a_trailing_newline_is_none() -> None:
+    key = object_key(new_image_id("b" * 20))
+
+    assert image_of(key) is not None
+    assert image_of(key + "\n") is None

@@ -11,7 +11,8 @@ import secrets
 OWNER_CHARS = 20  # 80 bits: two users sharing a prefix would share cookies
 _RANDOM_BYTES = 12  # 96 bits, in the id's first characters: they spread the sweep's shards
 IMAGE_ID_CHARS = 2 * _RANDOM_BYTES + OWNER_CHARS
-_IMAGE_ID = re.compile(rf"^[0-9a-f]{{{IMAGE_ID_CHARS}}}$")
+# fullmatch, never match with `$`: `$` also matches before a final newline.
+_IMAGE_ID = re.compile(rf"[0-9a-f]{{{IMAGE_ID_CHARS}}}")
 
 
 def owner_prefix(secret: bytes, user_id: str) -> str:
@@ -25,4 +26,4 @@ def new_image_id(owner: str) -> str:
 
 def owner_of(image_id: str) -> str | None:
     """The owner prefix an image id ends with; None for an id this service never issued."""
-    return image_id[-OWNER_CHARS:] if _IMAGE_ID.match(image_id) else None
+    return image_id[-OWNER_CHARS:] if _IMAGE_ID.fullmatch(image_id) else None

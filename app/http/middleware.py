@@ -39,7 +39,7 @@ class RequestContext(HttpMiddleware):
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = (
             getattr(lambda_context, "aws_request_id", None)
-            or (given if SANE_REQUEST_ID.match(given) else None)
+            or (given if SANE_REQUEST_ID.fullmatch(given) else None)
             or uuid.uuid4().hex
         )
         token = request_id.set(rid)

@@ -53,7 +53,7 @@ def _rfc3339(value: object) -> object:
     # Pydantic would also take 1700000000 or "0.5" as Unix times, and naive times with
     # no offset; a filter on time must say which instant it means.
     if isinstance(value, str):
-        if not _RFC3339.match(value):
+        if not _RFC3339.fullmatch(value):
             raise ValueError("use an RFC 3339 date-time with offset, e.g. 2026-01-31T12:00:00Z")
         try:  # RFC 3339 allows "t" and "z"; year 1 at +01:00 is before the first UTC instant
             return datetime.fromisoformat(value.upper()).astimezone(UTC)

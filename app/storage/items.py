@@ -58,7 +58,7 @@ def object_key(image_id: str) -> str:
 
 def image_of(key: str) -> str | None:
     """The image an original's key names; None for any other key."""
-    found = _ORIGINAL.match(key)
+    found = _ORIGINAL.fullmatch(key)
     if found is None or owner_of(found.group(2)) != found.group(1):
         return None
     return found.group(2)

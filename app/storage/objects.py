@@ -101,7 +101,7 @@ class ImageObjects:
                 raise
             with response["Body"] as body:
                 data = body.read(max_bytes)
-        match = _CONTENT_RANGE.match(response.get("ContentRange", ""))
+        match = _CONTENT_RANGE.fullmatch(response.get("ContentRange", ""))
         total = int(match.group(1)) if match else response["ContentLength"]
         return UploadedObject(
             data, total, response.get("ContentType", ""), response["ETag"], len(data) == total
