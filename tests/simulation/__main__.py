@@ -44,9 +44,9 @@ def _one(args: argparse.Namespace) -> int:
         )
         outcome.update(found=False)
     except Exception as exc:
-        from tests.simulation import machine  # noqa: PLC0415
+        from tests.simulation.stats import STATS  # noqa: PLC0415
 
-        stats = machine.STATS
+        stats = STATS
         outcome.update(found=True, failure=f"{type(exc).__name__}: {exc}")
         if not args.report:
             raise

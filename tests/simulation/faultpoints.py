@@ -50,69 +50,41 @@ def _uploaded(payload: str) -> Step:
     return _step("create", user="alice", payload=payload)
 
 
+@dataclass(frozen=True)
+class Story:
+    before: tuple[Step, ...]  # the steps before the faulted one
+    faulted: Step
+    backlog: bool = False  # how it settles: time and the sweep before the messages
+
+
 DELIVERED = _step("deliver", message=0)
-# Each story: the steps before the faulted one, the faulted one, and how it settles (a
-# backlog: time and the sweep before the messages).
-STORIES: dict[str, tuple[list[Step], Step, bool]] = {
-    "a clean upload, delivered": (
-        [_uploaded("good")],
-        _step("deliver", message=0, fault=AT),
-        False,
+# The operations a story faults, on the newest image or message.
+DELIVER = _step("deliver", message=0, fault=AT)
+CONFIRM = _step("confirm", image=0, fault=AT)
+DELETE = _step("delete", image=0, fault=AT)
+SWEEP = _step("sweep", fault=AT)
+DEADLINE = _step("advance", span="deadline")
+
+STORIES = {
+    "a clean upload, delivered": Story((_uploaded("good"),), DELIVER),
+    "an infected upload, delivered": Story((_uploaded("infected"),), DELIVER),
+    "refused bytes, delivered": Story((_uploaded("garbage"),), DELIVER),
+    "a clean upload, confirmed before its message": Story((_uploaded("good"),), CONFIRM),
+    "refused bytes, confirmed": Story((_uploaded("garbage"),), CONFIRM),
+    "an infected upload, confirmed before its message": Story((_uploaded("infected"),), CONFIRM),
+    "a ready image, deleted": Story((_uploaded("good"), DELIVERED), DELETE),
+    "an image whose message is still queued, deleted": Story(
+        (_uploaded("good"),), DELETE, backlog=True
     ),
-    "an infected upload, delivered": (
-        [_uploaded("infected")],
-        _step("deliver", message=0, fault=AT),
-        False,
+    "an image found infected, deleted": Story((_uploaded("infected"), DELIVERED), DELETE),
+    "a keyed create": Story(
+        (), _step("create", user="alice", keyed=True, fault=AT, payload="good")
     ),
-    "refused bytes, delivered": (
-        [_uploaded("garbage")],
-        _step("deliver", message=0, fault=AT),
-        False,
+    "an upload never PUT, swept after its deadline": Story(
+        (_step("create", user="alice"), DEADLINE), SWEEP
     ),
-    "a clean upload, confirmed before its message": (
-        [_uploaded("good")],
-        _step("confirm", image=0, fault=AT),
-        False,
-    ),
-    "refused bytes, confirmed": (
-        [_uploaded("garbage")],
-        _step("confirm", image=0, fault=AT),
-        False,
-    ),
-    "an infected upload, confirmed before its message": (
-        [_uploaded("infected")],
-        _step("confirm", image=0, fault=AT),
-        False,
-    ),
-    "a ready image, deleted": (
-        [_uploaded("good"), DELIVERED],
-        _step("delete", image=0, fault=AT),
-        False,
-    ),
-    "an image whose message is still queued, deleted": (
-        [_uploaded("good")],
-        _step("delete", image=0, fault=AT),
-        True,
-    ),
-    "an image found infected, deleted": (
-        [_uploaded("infected"), DELIVERED],
-        _step("delete", image=0, fault=AT),
-        False,
-    ),
-    "a keyed create": (
-        [],
-        _step("create", user="alice", keyed=True, fault=AT, payload="good"),
-        False,
-    ),
-    "an upload never PUT, swept after its deadline": (
-        [_step("create", user="alice"), _step("advance", span="deadline")],
-        _step("sweep", fault=AT),
-        False,
-    ),
-    "bytes PUT in time but never confirmed, swept before their message": (
-        [_uploaded("good"), _step("advance", span="deadline")],
-        _step("sweep", fault=AT),
-        True,
+    "bytes PUT in time but never confirmed, swept before their message": Story(
+        (_uploaded("good"), DEADLINE), SWEEP, backlog=True
     ),
 }
 
@@ -123,19 +95,18 @@ class Point:
     fault: Fault
 
     def history(self) -> str:
-        before, faulted, backlog = STORIES[self.story]
-        steps = [step.call(None) for step in before] + [faulted.call(self.fault)]
-        steps.append(f"sim.quiesce(backlog={backlog})")
+        story = STORIES[self.story]
+        steps = [step.call(None) for step in story.before] + [story.faulted.call(self.fault)]
+        steps.append(f"sim.quiesce(backlog={story.backlog})")
         return "\n".join(f"    {step}" for step in steps)
 
 
 def _calls(deployments: Deployments, story: str) -> list[str]:
     """The AWS calls the story's faulted step makes when nothing fails."""
-    before, faulted, _ = STORIES[story]
     sim = fresh(deployments)
-    for step in before:
+    for step in STORIES[story].before:
         step.run(sim, None)
-    faulted.run(sim, None)
+    STORIES[story].faulted.run(sim, None)
     return list(sim.injector.made)
 
 
@@ -155,13 +126,13 @@ def points(deployments: Deployments) -> Iterator[Point]:
 
 
 def _replay(sim: Simulation, point: Point, steps: Callable[[], None]) -> None:
-    before, faulted, backlog = STORIES[point.story]
-    for step in before:
+    story = STORIES[point.story]
+    for step in story.before:
         step.run(sim, None)
         steps()
-    faulted.run(sim, point.fault)
+    story.faulted.run(sim, point.fault)
     steps()
-    sim.quiesce(backlog)
+    sim.quiesce(story.backlog)
     steps()
 
 
